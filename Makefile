@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each sets everything up first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.melinterp-installed
+# pip takes torch's CPU build from this machine's disk when asked for exactly this version.
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup demo test clean
+
+$(STAMP): pyproject.toml setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "setuptools<81" wheel
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(PY) examples/frontend_demo.py --out examples/output
+
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) examples/output .pytest_cache src/*.egg-info

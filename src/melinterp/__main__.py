@@ -1,0 +1,5 @@
+import sys
+
+from melinterp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""The ``melinterp`` command.
+
+Each sub-command lives in its own module, which exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+Those modules keep heavy imports (torch, librosa, pyworld) inside functions, so ``melinterp --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Add a line here when a capability lands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "analyze": ("melinterp.analyze", "run the audio and text front ends on a recording and plot the features"),
+    "make-corpus": ("melinterp.data.corpus", "synthesise the multi-voice training corpus with espeak-ng and flite"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from melinterp import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="melinterp",
+        description="Diffusion text-to-speech with voices interpolated between two reference recordings.",
+    )
+    parser.add_argument("--version", action="version", version=f"melinterp {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # Our own errors are written to be read by people: show the message, not a traceback.
+        print(f"melinterp {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Shared test fixtures: synthetic signals the tests make themselves, and engine availability."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+SAMPLE_RATE = 22050
+
+
+def harmonic_tone(f0: float, seconds: float = 1.0, sr: int = SAMPLE_RATE, n_harmonics: int = 8,
+                  amplitude: float = 0.3) -> np.ndarray:
+    """A periodic tone with 1/k harmonic amplitudes: a stand-in for a voiced vowel at a known f0 (Hz)."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, n_harmonics + 1))
+    return (amplitude * wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+@pytest.fixture
+def tone():
+    return harmonic_tone
+
+
+requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+requires_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
