@@ -1,0 +1,535 @@
+"""Attention processors for the mel U-Net: per-cell routing between two references, and attention capture.
+
+Every (mel bin, frame) cell of the U-Net is a query. With the style tokens of two references concatenated on the
+token axis, keys = [ref1 tokens ; ref2 tokens], a **routing map** R (B, n_mels, T) in [0, 1] says how much each
+cell should listen to ref1 (1 -> ref1 only, 0 -> ref2 only). `MelAttnProcessor` turns R into an additive
+log-weight bias on the cross-attention logits,
+
+    logits[q, k] += strength * log(R_q)        for k in ref1's block (k < S1)
+    logits[q, k] += strength * log(1 - R_q)    for k in ref2's block,
+
+so that, before normalisation, ref1's weights are multiplied by R_q and ref2's by 1 - R_q (R_q = 0.5 changes
+nothing). It can also record, on the layers and denoising steps an `AttentionStore` asks for, the per-query
+**ref1 mass** (sum of attention probabilities over ref1's key block), keeping the autograd graph for noise tuning.
+
+Geometry (verified against diffusers' `Transformer2DModel`, which flattens a (B, C, H, W) feature map with
+`permute(0, 2, 3, 1).reshape(B, H * W, C)`): the query index is `h * W + w`, i.e. frequency-major, with
+H = mel bins (image height) and W = frames (image width). At U-Net level k the grid is
+(ceil(n_mels / 2^k), ceil(T / 2^k)) because diffusers' `Downsample2D` is a stride-2 conv with padding 1.
+
+Masks (verified in diffusers 0.42): `UNet2DConditionModel` turns `encoder_attention_mask` (B, S) (1 = keep) into a
+bias (B, 1, S) with 0 = keep and -10000 = discard, which reaches `attn2` as `attention_mask`. With
+`only_cross_attention=True`, `attn1` also attends to the style tokens but receives the *self*-attention mask (None
+in practice), so padded tokens would be attended there: pass the same keep-mask as `key_padding_mask` in
+`cross_attention_kwargs` and the processor applies it on every cross-attention layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+# diffusers' own value for a discarded key (finite, so a fully masked block cannot produce NaN).
+KEY_PADDING_BIAS = -10000.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Geometry: which grid a layer's queries live on, and a routing map resized onto it in diffusers' query order.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def query_grid(num_queries: int, sample_size: tuple[int, int]) -> tuple[int, int]:
+    """The (F, L) grid of a U-Net level whose attention layer sees `num_queries` queries.
+
+    Args:
+        num_queries: N, the number of queries of the layer (F * L).
+        sample_size: (n_mels, T) of the U-Net input (the full-resolution image, after any padding of T).
+
+    Returns:
+        (F, L) = (ceil(n_mels / 2^k), ceil(T / 2^k)) for the level k with F * L == N.
+    """
+    n_mels, num_frames = (int(s) for s in sample_size)
+    height, width, level = n_mels, num_frames, 0
+    while True:
+        if height * width == num_queries:
+            return height, width
+        if height * width < num_queries or (height == 1 and width == 1):
+            break
+        height, width, level = -(-height // 2), -(-width // 2), level + 1
+    raise ValueError(
+        f"An attention layer has {num_queries} queries, but no U-Net level of a ({n_mels}, {num_frames}) input has "
+        f"that many cells (expected ceil({n_mels}/2^k) * ceil({num_frames}/2^k) for some k). The routing map / "
+        f"store.sample_size must have the size of the image the U-Net attends over: if the U-Net pads T up to a "
+        f"multiple of its downsampling factor, pad the routing map the same way, e.g. "
+        f"F.pad(routing_map, (0, pad), mode='replicate')."
+    )
+
+
+def resize_routing_map(routing_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Area-average a routing map onto an (height, width) grid and flatten it in diffusers' query order.
+
+    Args:
+        routing_map: (B, n_mels, T) weight of ref1 per mel cell, in [0, 1].
+        height: F, number of frequency rows of the level.
+        width: L, number of time columns of the level.
+
+    Returns:
+        (B, height * width); entry h * width + w is the average of R over the cells that cell (h, w) covers.
+    """
+    if routing_map.ndim != 3:
+        raise ValueError(f"routing_map must be (B, n_mels, T), got shape {tuple(routing_map.shape)}")
+    n_mels, num_frames = routing_map.shape[-2:]
+    if (height, width) == (n_mels, num_frames):
+        pooled = routing_map
+    elif n_mels % height == 0 and num_frames % width == 0:
+        # exact area pooling when the level divides the input, as with a padded T
+        kernel = (n_mels // height, num_frames // width)
+        pooled = F.avg_pool2d(routing_map.unsqueeze(1), kernel_size=kernel, stride=kernel).squeeze(1)
+    else:
+        pooled = F.adaptive_avg_pool2d(routing_map.unsqueeze(1), (height, width)).squeeze(1)
+    return pooled.reshape(routing_map.shape[0], height * width)  # (B, F*L), index h * L + w
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Routing maps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def temporal_routing_map(
+    num_frames: int,
+    boundary: float,
+    crossfade: float = 0.0,
+    n_mels: int = 80,
+    batch_size: int = 1,
+) -> torch.Tensor:
+    """A routing map that listens to ref1 before `boundary` and to ref2 after it.
+
+    Args:
+        num_frames: T, frames of the generated mel.
+        boundary: boundary frame (may be fractional); with no crossfade frames t < boundary get R = 1.
+        crossfade: width of the raised-cosine ramp centred on the boundary, in frames (0 = hard switch).
+        n_mels: number of mel bins (the map is the same in every bin).
+        batch_size: B.
+
+    Returns:
+        (B, n_mels, T) in [0, 1].
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if crossfade < 0:
+        raise ValueError(f"crossfade must be >= 0 frames, got {crossfade}")
+    frames = torch.arange(num_frames, dtype=torch.float32)
+    if crossfade == 0:
+        ramp = (frames < boundary).float()
+    else:
+        progress = ((frames - (boundary - crossfade / 2)) / crossfade).clamp(0.0, 1.0)
+        ramp = 0.5 * (1.0 + torch.cos(math.pi * progress))  # 1 -> 0, smooth at both ends
+    return ramp.expand(batch_size, n_mels, num_frames).clone()
+
+
+def frequency_routing_map(pitch_mask: torch.Tensor, num_frames: int | None = None) -> torch.Tensor:
+    """A routing map that sends pitch cells to ref1 and all other cells to ref2.
+
+    Args:
+        pitch_mask: in [0, 1]; (n_mels,) or (B, n_mels) for a band fixed over time, or (B, n_mels, T) per frame.
+        num_frames: T; required unless `pitch_mask` is already (B, n_mels, T).
+
+    Returns:
+        (B, n_mels, T) in [0, 1]: R = pitch_mask.
+    """
+    if pitch_mask.ndim == 1:
+        pitch_mask = pitch_mask.unsqueeze(0)
+    if pitch_mask.ndim == 2:
+        if num_frames is None:
+            raise ValueError("a (B, n_mels) pitch band needs num_frames to become a (B, n_mels, T) routing map")
+        pitch_mask = pitch_mask.unsqueeze(-1).expand(-1, -1, num_frames)
+    if pitch_mask.ndim != 3:
+        raise ValueError(f"pitch_mask must be (n_mels,), (B, n_mels) or (B, n_mels, T), got {tuple(pitch_mask.shape)}")
+    if num_frames is not None and pitch_mask.shape[-1] != num_frames:
+        raise ValueError(f"pitch_mask has {pitch_mask.shape[-1]} frames but num_frames={num_frames}")
+    if pitch_mask.numel() and (pitch_mask.min() < 0 or pitch_mask.max() > 1):
+        raise ValueError(
+            f"pitch_mask must lie in [0, 1], got values in [{pitch_mask.min():.3g}, {pitch_mask.max():.3g}]"
+        )
+    return pitch_mask.float().clone()
+
+
+@dataclass
+class RoutingSpec:
+    """Which reference each mel cell listens to, passed as `cross_attention_kwargs={"routing": spec}`.
+
+    Args:
+        routing_map: (B or 1, n_mels, T) weight of ref1 per cell in [0, 1] (1 = ref1 only, 0 = ref2 only), at the
+            size of the image the U-Net attends over.
+        num_ref1_tokens: S1; keys are [ref1 tokens ; ref2 tokens], so key index < S1 belongs to ref1.
+        eps: R and 1 - R are clamped to [eps, 1] before the log, so the bias is at most strength * log(eps).
+        strength: multiplies the bias (1 = plain log-weights; larger = harder routing).
+    """
+
+    routing_map: torch.Tensor
+    num_ref1_tokens: int
+    eps: float = 1e-4
+    strength: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.routing_map, torch.Tensor) or self.routing_map.ndim != 3:
+            is_tensor = isinstance(self.routing_map, torch.Tensor)
+            got = tuple(self.routing_map.shape) if is_tensor else type(self.routing_map).__name__
+            raise ValueError(f"routing_map must be a (B, n_mels, T) tensor, got {got}")
+        if self.routing_map.numel() and (self.routing_map.min() < 0 or self.routing_map.max() > 1):
+            raise ValueError(
+                f"routing_map must lie in [0, 1] (weight of ref1), got values in "
+                f"[{self.routing_map.min():.3g}, {self.routing_map.max():.3g}]"
+            )
+        if int(self.num_ref1_tokens) < 1:
+            raise ValueError(f"num_ref1_tokens must be >= 1, got {self.num_ref1_tokens}")
+        if not 0 < self.eps < 0.5:
+            raise ValueError(f"eps must be in (0, 0.5), got {self.eps}")
+
+    @property
+    def sample_size(self) -> tuple[int, int]:
+        """(n_mels, T) of the full-resolution image."""
+        return tuple(self.routing_map.shape[-2:])
+
+    def bias(self, num_queries: int, num_keys: int, batch_size: int, height: int | None = None,
+             width: int | None = None) -> torch.Tensor:
+        """The additive log-weight bias for one layer.
+
+        Returns:
+            (B, 1, N, S), broadcast over heads.
+        """
+        if self.num_ref1_tokens >= num_keys:
+            raise ValueError(
+                f"routing needs keys = [ref1 tokens ; ref2 tokens], but the layer has {num_keys} keys and "
+                f"num_ref1_tokens={self.num_ref1_tokens}: concatenate both references' tokens on the token axis"
+            )
+        if self.routing_map.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f"routing_map has batch {self.routing_map.shape[0]} but the U-Net batch is {batch_size}; "
+                f"give one map per sample or a single map (batch 1) for all"
+            )
+        if height is None:
+            height, width = query_grid(num_queries, self.sample_size)
+        weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
+        log_ref1 = weight_ref1.clamp(self.eps, 1.0).log()
+        log_ref2 = (1.0 - weight_ref1).clamp(self.eps, 1.0).log()
+        num_ref2_tokens = num_keys - self.num_ref1_tokens
+        bias = torch.cat(
+            [
+                log_ref1.unsqueeze(-1).expand(-1, -1, self.num_ref1_tokens),
+                log_ref2.unsqueeze(-1).expand(-1, -1, num_ref2_tokens),
+            ],
+            dim=-1,
+        )  # (B, N, S)
+        return (self.strength * bias).expand(batch_size, -1, -1).unsqueeze(1)  # (B, 1, N, S)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Capture
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionRecord:
+    """One recorded cross-attention call.
+
+    Attributes:
+        layer: the attention module's name in the U-Net, e.g. "down_blocks.0.attentions.0.transformer_blocks.0.attn2".
+        step: the denoising step index the pipeline had set on the store.
+        ref1_mass: (B, F, L) attention probability mass on ref1's key block, averaged over heads.
+        probs: (B, heads, F*L, S) full probabilities, only when the store has `store_probs=True`.
+    """
+
+    layer: str
+    step: int
+    ref1_mass: torch.Tensor
+    probs: torch.Tensor | None = None
+
+
+@dataclass
+class AttentionStore:
+    """Records cross-attention on chosen layers and steps; passed as `cross_attention_kwargs={"capture": store}`.
+
+    The pipeline sets `store.step = i` (and may toggle `store.active`) at each step of its loop.
+
+    Args:
+        layers: layer names or dotted prefixes to record ("down_blocks.1", "up_blocks.1.attentions.0"); None = all
+            cross-attention layers. Names are those given by `install_processors`.
+        steps: step indices to record; None = every step.
+        num_ref1_tokens: S1, key index < S1 belongs to ref1; may be omitted when a `RoutingSpec` is passed too.
+        sample_size: (n_mels, T) of the U-Net image; may be omitted when a `RoutingSpec` is passed too.
+        detach: store detached tensors (inference only); False keeps the graph for gradients (noise tuning).
+        store_probs: also keep the full probabilities (B, heads, N, S) of each record.
+    """
+
+    layers: Iterable[str] | None = None
+    steps: Iterable[int] | None = None
+    num_ref1_tokens: int | None = None
+    sample_size: tuple[int, int] | None = None
+    detach: bool = False
+    store_probs: bool = False
+    step: int = 0
+    active: bool = True
+    records: list[AttentionRecord] = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.layers, str):
+            self.layers = (self.layers,)
+        self.layers = None if self.layers is None else tuple(self.layers)
+        self.steps = None if self.steps is None else frozenset(int(s) for s in self.steps)
+
+    def reset(self) -> None:
+        """Forget every record (keep the selection)."""
+        self.records = []
+
+    def should_record(self, layer: str | None) -> bool:
+        """Whether a cross-attention call of `layer` at the current step is recorded."""
+        if not self.active or (self.steps is not None and self.step not in self.steps):
+            return False
+        if self.layers is None:
+            return True
+        if layer is None:
+            return False
+        return any(layer == p or layer.startswith(p + ".") for p in self.layers)
+
+    def record(self, layer: str, ref1_mass: torch.Tensor, probs: torch.Tensor | None = None) -> None:
+        if self.detach:
+            ref1_mass = ref1_mass.detach()
+            probs = None if probs is None else probs.detach()
+        self.records.append(AttentionRecord(layer, self.step, ref1_mass, probs if self.store_probs else None))
+
+    def ref1_mass(
+        self,
+        size: tuple[int, int] | None = None,
+        layers: Iterable[str] | None = None,
+        steps: Iterable[int] | None = None,
+        mode: str = "bilinear",
+    ) -> torch.Tensor:
+        """The mass each mel cell gives to ref1, averaged over recorded layers, heads and steps.
+
+        Args:
+            size: (n_mels, T) output size; default `store.sample_size`.
+            layers: restrict to these layer names / prefixes; None = all records.
+            steps: restrict to these steps; None = all records.
+            mode: "bilinear" or "nearest" upsampling of the coarse levels.
+
+        Returns:
+            (B, n_mels, T) in [0, 1], differentiable unless `detach=True`.
+        """
+        size = size if size is not None else self.sample_size
+        if size is None:
+            raise ValueError("ref1_mass needs size=(n_mels, T) (or store.sample_size)")
+        layers = None if layers is None else tuple([layers] if isinstance(layers, str) else layers)
+        steps = None if steps is None else {int(s) for s in steps}
+        chosen = [
+            r
+            for r in self.records
+            if (steps is None or r.step in steps)
+            and (layers is None or any(r.layer == p or r.layer.startswith(p + ".") for p in layers))
+        ]
+        if not chosen:
+            raise ValueError(
+                f"nothing recorded for layers={layers}, steps={steps} ({len(self.records)} records in total): check "
+                f"that MelAttnProcessor is installed (install_processors), that the store was passed as "
+                f"cross_attention_kwargs={{'capture': store}}, and its layers/steps/active settings"
+            )
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        resized = [
+            F.interpolate(r.ref1_mass.unsqueeze(1).float(), size=tuple(size), mode=mode, **kwargs).squeeze(1)
+            for r in chosen
+        ]
+        return torch.stack(resized).mean(0)  # (B, n_mels, T)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The processor
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class MelAttnProcessor(AttnProcessor2_0):
+    """`AttnProcessor2_0` plus routing and capture on cross-attention layers.
+
+    With `routing=None, capture=None`, and on every self-attention layer, it computes exactly what
+    `AttnProcessor2_0` does (scaled-dot-product attention). Probabilities are materialised only on the
+    cross-attention layers and steps that an `AttentionStore` records.
+
+    Args:
+        name: the attention module's name in the U-Net (set by `install_processors`), used by `AttentionStore`.
+    """
+
+    def __init__(self, name: str | None = None):
+        super().__init__()
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(name={self.name!r})"
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        routing: RoutingSpec | None = None,
+        capture: AttentionStore | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Args:
+            hidden_states: (B, N, C) queries (N = F * L, index h * L + w) or (B, C, F, L).
+            encoder_hidden_states: (B, S, C_tokens) style tokens; None for self-attention.
+            attention_mask: diffusers' additive bias, (B, 1, S) for cross-attention (0 keep, -10000 discard).
+            routing: per-cell routing between [ref1 ; ref2] tokens (cross-attention only).
+            capture: store recording the ref1 mass (cross-attention only, where it asks).
+            key_padding_mask: (B, S) 1/True = keep, applied on every cross-attention layer (also `attn1` under
+                `only_cross_attention`, which diffusers gives no key mask).
+        """
+        is_cross = encoder_hidden_states is not None
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+
+        input_ndim = hidden_states.ndim
+        grid = None
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            grid = (height, width)
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+        num_queries = hidden_states.shape[1]
+
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            # (B, heads, 1 or N, S) as scaled_dot_product_attention expects
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        inner_dim = key.shape[-1]
+        head_dim = inner_dim // attn.heads
+
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, N, d)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
+
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        recording = is_cross and capture is not None and capture.should_record(self.name)
+        if is_cross:
+            attention_mask = self._cross_attention_bias(
+                attention_mask, routing, key_padding_mask, batch_size, num_queries, sequence_length, grid,
+                query.dtype,
+            )
+
+        if recording:
+            probs = _attention_probs(query, key, attention_mask)  # (B, heads, N, S)
+            hidden_states = probs.to(value.dtype) @ value  # (B, heads, N, d)
+            self._record(capture, probs, routing, num_queries, grid)
+        else:
+            hidden_states = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
+            )
+
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
+        hidden_states = hidden_states.to(query.dtype)
+
+        hidden_states = attn.to_out[0](hidden_states)  # linear proj
+        hidden_states = attn.to_out[1](hidden_states)  # dropout
+
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+
+        hidden_states = hidden_states / attn.rescale_output_factor
+
+        return hidden_states
+
+    @staticmethod
+    def _cross_attention_bias(attention_mask, routing, key_padding_mask, batch_size, num_queries, num_keys, grid,
+                              dtype):
+        """diffusers' key mask + our key-padding mask + routing bias, as one additive (B, heads or 1, N or 1, S)."""
+        bias = attention_mask
+        if key_padding_mask is not None:
+            if key_padding_mask.shape != (batch_size, num_keys):
+                raise ValueError(
+                    f"key_padding_mask must be (B, S) = ({batch_size}, {num_keys}) with 1 = keep, "
+                    f"got {tuple(key_padding_mask.shape)}"
+                )
+            padding_bias = (1.0 - key_padding_mask.to(dtype)) * KEY_PADDING_BIAS
+            padding_bias = padding_bias[:, None, None, :]  # (B, 1, 1, S)
+            bias = padding_bias if bias is None else bias + padding_bias
+        if routing is not None:
+            height, width = grid if grid is not None else (None, None)
+            routing_bias = routing.bias(num_queries, num_keys, batch_size, height, width).to(dtype)  # (B, 1, N, S)
+            bias = routing_bias if bias is None else bias + routing_bias
+        return bias
+
+    def _record(self, capture: AttentionStore, probs, routing, num_queries, grid) -> None:
+        num_ref1_tokens = capture.num_ref1_tokens
+        if routing is not None:
+            if num_ref1_tokens is not None and num_ref1_tokens != routing.num_ref1_tokens:
+                raise ValueError(
+                    f"store.num_ref1_tokens={num_ref1_tokens} disagrees with routing.num_ref1_tokens="
+                    f"{routing.num_ref1_tokens}"
+                )
+            num_ref1_tokens = routing.num_ref1_tokens
+        if num_ref1_tokens is None:
+            raise ValueError("capturing the ref1 mass needs num_ref1_tokens on the AttentionStore (or a RoutingSpec)")
+        if grid is None:
+            sample_size = capture.sample_size if capture.sample_size is not None else (
+                routing.sample_size if routing is not None else None
+            )
+            if sample_size is None:
+                raise ValueError(
+                    "capture needs the U-Net image size to place queries on a grid: set store.sample_size=(n_mels, T) "
+                    "or pass a RoutingSpec"
+                )
+            grid = query_grid(num_queries, sample_size)
+        ref1_mass = probs[..., :num_ref1_tokens].sum(-1).mean(1)  # (B, N), averaged over heads
+        capture.record(self.name, ref1_mass.reshape(ref1_mass.shape[0], *grid), probs)  # (B, F, L)
+
+
+def _attention_probs(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(d) + bias) over keys, with SDPA's default scale; (B, heads, N, S) in float32."""
+    scores = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
+    if bias is not None:
+        scores = scores + bias.float()
+    return scores.softmax(dim=-1)
+
+
+def install_processors(unet: torch.nn.Module) -> dict[str, MelAttnProcessor]:
+    """Put a named `MelAttnProcessor` on every attention layer of `unet`.
+
+    Returns:
+        {layer name: processor}, names like "down_blocks.0.attentions.0.transformer_blocks.0.attn2".
+    """
+    processors = {}
+    for key in unet.attn_processors:
+        processors[key] = MelAttnProcessor(name=key.removesuffix(".processor"))
+    unet.set_attn_processor(dict(processors))  # set_attn_processor consumes its dict
+    return {p.name: p for p in processors.values()}
