@@ -1,0 +1,821 @@
+"""``melinterp make-corpus``: synthesise the multi-voice training corpus with espeak-ng and flite.
+
+A *speaker* is one (voice, pitch setting, rate setting): all its recordings share timbre *and* pitch, so a style
+reference taken from the same speaker carries both. Voices and pitches are crossed, so timbre and pitch vary
+independently, and "voice B at the pitch of voice A" has a ground truth.
+
+Layout of ``--out DIR``::
+
+    corpus.json                       seed, preset, engines and versions, voices, settings, counts, hours
+    filelists/train.txt               seen voices, training texts          (wav_path|speaker|text, UTF-8,
+    filelists/val.txt                 seen voices, validation texts         wav paths relative to filelists/)
+    filelists/heldout.txt             held-out voices, held-out texts
+    wavs/<speaker>/t01234.wav         22050 Hz 16-bit mono; t01234 = index of the text in the sentence list
+    wavs/<speaker>/t01234.json        engine, voice, settings, gain, text, duration, measured f0 median
+    triplets.jsonl                    parallel evaluation triplets (paths relative to DIR)
+    triplets/000/{a,b,b_at_a}.wav     A at its pitch, B at its pitch, B re-pitched to A's measured f0 median
+
+Splits: held-out voices (all their pitch and rate settings) never appear in train.txt or val.txt; the sentence
+list is cut into three disjoint text pools (train, val, held-out), so no training utterance says a validation
+or held-out sentence.
+
+Every utterance is peak-normalised to -1 dBFS and then scaled by a random gain in ``gain_db`` (seeded per
+speaker); the gain is in its metadata. Triplet recordings get no random gain.
+
+Triplets: for held-out voices A != B (each at one of its settings) and a held-out sentence, B is rendered again
+with its pitch setting chosen so that its measured f0 median matches A's: a first guess from B's calibration
+curve (median f0 of its held-out utterances against the pitch setting, interpolated in log f0), then secant
+steps on this very sentence until the residual is below ``TRIPLET_TOLERANCE`` semitones. Both medians and the
+residual are recorded. Half the triplets pair speakers whose medians differ by at least 4 semitones ("far"),
+half by less ("near").
+
+Runs are deterministic for a seed (same filelists, metadata and wav bytes with the same engine versions) and
+resumable: every file is written to a temporary name and renamed, and an utterance whose wav and metadata
+already exist with the same settings is skipped, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 22050
+TRIPLET_TOLERANCE = 0.25  # semitones: stop calibrating "B at A's pitch" once this close
+TRIPLET_MAX_RENDERS = 5  # renders of B at A's pitch, at most, per triplet
+FAR_SEMITONES = 4.0  # a triplet is "far" when the two medians differ by at least this
+METADATA_VERSION = 1
+
+# Voices were chosen by ear and by a timbre check (mean MFCC distance over three sentences at each voice's own
+# pitch): near-twins (m3/Mike, rob/robert, f4/aunty, gustave/Michael, m7/Nguyen) are never both used.
+# espeak-ng drops the variant of the alias "en-gb" (en-gb+m4 == en-gb), so British voices use the file name "en".
+DEFAULT_ESPEAK_VOICES = (
+    "en-us+m1", "en-us+m3", "en-us+m7", "en-us+klatt4", "en-us+Andy", "en-us+Denis", "en-us+Storm",
+    "en-us+gustave", "en-us+quincy", "en+m4", "en-gb-scotland+edward",
+    "en-us+f1", "en-us+f2", "en-us+f3", "en-us+f5", "en-us+Annie", "en-us+steph", "en-us+belinda",
+    "en-us+Andrea", "en+grandma",
+)
+LARGE_EXTRA_ESPEAK_VOICES = (
+    "en-us+m6", "en-us+m8", "en-us+m5", "en-us+klatt3", "en-us+marcelo", "en-us+victor", "en-us+iven",
+    "en-us+boris", "en-us+travis", "en-029+m2", "en-gb-x-rp+m1", "en-us+anika", "en-us+Alicia", "en-us+shelby",
+    "en-us+linda", "en-gb-x-rp+f2",
+)
+HELDOUT_ESPEAK_VOICES = ("en-us+robert", "en-us+f4")
+TRAIN_FLITE_VOICES = ("kal16", "slt", "rms")
+HELDOUT_FLITE_VOICES = ("awb",)
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Everything that decides the corpus content (the ``--preset`` plus command-line overrides)."""
+
+    preset: str
+    engines: tuple[str, ...] = ("espeak", "flite")
+    espeak_voices: tuple[str, ...] = DEFAULT_ESPEAK_VOICES
+    espeak_heldout: tuple[str, ...] = HELDOUT_ESPEAK_VOICES
+    flite_voices: tuple[str, ...] = TRAIN_FLITE_VOICES
+    flite_heldout: tuple[str, ...] = HELDOUT_FLITE_VOICES
+    espeak_pitches: tuple[int, ...] = (20, 35, 50, 65, 80)  # espeak -p
+    espeak_rates: tuple[int, ...] = (150, 190)  # words per minute
+    flite_pitches: tuple[float, ...] = (0.8, 0.9, 1.0, 1.12, 1.25)  # factor on the voice's own f0
+    flite_rates: tuple[float, ...] = (1.1, 0.9)  # duration_stretch
+    sentences: int = 6000  # size of the sentence list, all pools together
+    val_sentences: int = 300  # texts only val.txt uses
+    heldout_sentences: int = 300  # texts only heldout.txt and the triplets use
+    min_words: int = 4
+    max_words: int = 16
+    train_per_speaker: int = 40
+    val_per_speaker: int = 2
+    heldout_per_speaker: int = 8
+    triplets: int = 40  # half far (>= 4 semitones apart), half near
+    gain_db: tuple[float, float] = (-6.0, 0.0)
+    f0_method: str = "dio"  # utterance metadata; dio+stonemask medians agree with harvest within ~1 %
+    triplet_f0_method: str = "harvest"  # the evaluation's judge
+
+    def voices(self, split: str) -> list[tuple[str, str]]:
+        """(engine, voice) pairs of the ``"train"`` (seen) or ``"heldout"`` voices, for the selected engines."""
+        table = {"espeak": (self.espeak_voices, self.espeak_heldout), "flite": (self.flite_voices, self.flite_heldout)}
+        index = 0 if split == "train" else 1
+        return [(engine, voice) for engine in self.engines for voice in table[engine][index]]
+
+
+PRESETS: dict[str, CorpusConfig] = {
+    # For tests: a few seconds to build. 3 seen + 3 held-out voices x 2 pitches, short sentences.
+    "tiny": CorpusConfig(
+        preset="tiny", espeak_voices=("en-us+m3", "en-us+f2"), espeak_heldout=HELDOUT_ESPEAK_VOICES,
+        flite_voices=("slt",), flite_heldout=HELDOUT_FLITE_VOICES, espeak_pitches=(30, 70), espeak_rates=(175,),
+        flite_pitches=(0.85, 1.2), flite_rates=(1.0,), sentences=40, val_sentences=6, heldout_sentences=8,
+        min_words=4, max_words=7, train_per_speaker=5, val_per_speaker=1, heldout_per_speaker=3, triplets=2,
+        triplet_f0_method="dio",
+    ),
+    # 23 seen voices x 5 pitches x 2 rates = 230 speakers x 40 utterances: about 7 hours of speech (2.7 s each).
+    "default": CorpusConfig(preset="default"),
+    # 39 seen voices x 6 pitches x 3 rates = 702 speakers x 40 utterances: about 21 hours.
+    "large": CorpusConfig(
+        preset="large", espeak_voices=DEFAULT_ESPEAK_VOICES + LARGE_EXTRA_ESPEAK_VOICES,
+        espeak_pitches=(15, 28, 41, 54, 67, 80), espeak_rates=(140, 170, 200),
+        flite_pitches=(0.78, 0.87, 0.96, 1.06, 1.17, 1.28), flite_rates=(1.15, 1.0, 0.87), sentences=20000,
+        val_sentences=600, heldout_sentences=600, heldout_per_speaker=10, triplets=100,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Speakers and the plan
+# --------------------------------------------------------------------------------------------------------------
+
+_SAFE_VOICE = re.compile(r"^[A-Za-z0-9+_.-]+$")
+
+
+def setting_label(engine: str, value: float) -> str:
+    """A pitch or rate setting as it appears in a speaker name: ``65`` (espeak), ``1.12`` or ``1.125`` (flite)."""
+    if engine == "espeak":
+        return str(int(value))
+    return f"{value:.2f}" if round(value, 2) == round(value, 3) else f"{value:.3f}"
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """One voice at one pitch setting and one rate setting (see :mod:`melinterp.data.engines` for units)."""
+
+    engine: str
+    voice: str
+    pitch: float
+    rate: float
+
+    @property
+    def name(self) -> str:
+        """Filesystem-safe name, e.g. ``espeak-en-us+m3_p65_s175`` or ``flite-slt_p1.12_s0.90``."""
+        return (f"{self.engine}-{self.voice}_p{setting_label(self.engine, self.pitch)}"
+                f"_s{setting_label(self.engine, self.rate)}")
+
+
+@dataclass(frozen=True)
+class UtterancePlan:
+    """One utterance to render: who says what, with which loudness, into which file."""
+
+    split: str  # "train" | "val" | "heldout"
+    speaker: Speaker
+    text_id: int  # index in the sentence list
+    text: str
+    gain_db: float
+
+    @property
+    def wav(self) -> str:
+        """Path of the wav relative to the corpus root."""
+        return f"wavs/{self.speaker.name}/t{self.text_id:05d}.wav"
+
+    def settings(self, f0_method: str) -> dict:
+        """What decides the file's content: a rerun skips the utterance when its metadata holds the same."""
+        return {"engine": self.speaker.engine, "voice": self.speaker.voice, "pitch_setting": self.speaker.pitch,
+                "rate_setting": self.speaker.rate, "gain_db": self.gain_db, "text": self.text,
+                "f0_method": f0_method}
+
+
+def speakers_of(config: CorpusConfig, split: str) -> list[Speaker]:
+    """All speakers of the seen (``"train"``) or held-out voices: every voice x pitch x rate."""
+    speakers = []
+    for engine, voice in config.voices(split):
+        pitches = config.espeak_pitches if engine == "espeak" else config.flite_pitches
+        rates = config.espeak_rates if engine == "espeak" else config.flite_rates
+        speakers += [Speaker(engine, voice, pitch, rate) for pitch in pitches for rate in rates]
+    return speakers
+
+
+def split_texts(config: CorpusConfig, seed: int) -> tuple[list[str], dict[str, list[int]]]:
+    """The sentence list and its three disjoint pools of text ids: ``train``, ``val``, ``heldout``."""
+    from melinterp.data.sentences import generate_sentences
+
+    if config.val_sentences + config.heldout_sentences >= config.sentences:
+        raise ValueError(f"--sentences ({config.sentences}) must exceed the val ({config.val_sentences}) and "
+                         f"held-out ({config.heldout_sentences}) text pools together")
+    sentences = generate_sentences(config.sentences, seed, min_words=config.min_words, max_words=config.max_words)
+    order = list(range(len(sentences)))
+    random.Random(f"{seed}:text-pools").shuffle(order)
+    held, val = config.heldout_sentences, config.val_sentences
+    pools = {"heldout": sorted(order[:held]), "val": sorted(order[held:held + val]),
+             "train": sorted(order[held + val:])}
+    return sentences, pools
+
+
+def _assign_texts(speakers: list[Speaker], pool: list[int], per_speaker: int, rng: random.Random) -> list[list[int]]:
+    """Deal ``per_speaker`` distinct texts to each speaker from a reshuffled cycle over ``pool``, so every text is
+    used about equally often."""
+    if per_speaker > len(pool):
+        raise ValueError(f"{per_speaker} utterances per speaker need at least as many texts; the pool has {len(pool)}")
+    deck: list[int] = []
+    assignment = []
+    for _ in speakers:
+        chosen: list[int] = []
+        while len(chosen) < per_speaker:
+            if not deck:
+                deck = list(pool)
+                rng.shuffle(deck)
+            candidate = deck.pop()
+            if candidate in chosen:  # only at a reshuffle boundary; put it back for the next speaker
+                deck.insert(0, candidate)
+                continue
+            chosen.append(candidate)
+        assignment.append(sorted(chosen))
+    return assignment
+
+
+def plan_utterances(config: CorpusConfig, seed: int) -> tuple[list[str], dict[str, list[int]], list[UtterancePlan]]:
+    """The sentence list, its pools and every utterance to render, in a fixed order."""
+    sentences, pools = split_texts(config, seed)
+    plans = []
+    jobs = (("train", "train", config.train_per_speaker), ("val", "train", config.val_per_speaker),
+            ("heldout", "heldout", config.heldout_per_speaker))
+    low, high = config.gain_db
+    for split, voices, per_speaker in jobs:
+        speakers = speakers_of(config, voices)
+        rng = random.Random(f"{seed}:{split}")
+        for speaker, text_ids in zip(speakers, _assign_texts(speakers, pools[split], per_speaker, rng), strict=True):
+            gains = random.Random(f"{seed}:{split}:{speaker.name}:gain")
+            for text_id in text_ids:
+                gain = round(gains.uniform(low, high), 2)
+                plans.append(UtterancePlan(split, speaker, text_id, sentences[text_id], gain))
+    return sentences, pools, plans
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering (runs in worker processes)
+# --------------------------------------------------------------------------------------------------------------
+
+_ENGINES: dict = {}  # engine name -> SpeechEngine, one set per process
+
+
+def _init_worker(paths) -> None:
+    from melinterp.data.engines import make_engine
+
+    _ENGINES.clear()
+    for name in ("espeak", "flite"):
+        try:
+            _ENGINES[name] = make_engine(name, paths)
+        except FileNotFoundError:
+            pass  # not selected; the parent already checked the selected ones
+
+
+def f0_median(audio: np.ndarray, method: str) -> tuple[float, float]:
+    """Median f0 (Hz) over voiced frames and the voiced fraction of frames, by pyworld through melinterp.audio."""
+    from melinterp.audio import FeatureConfig, extract_f0
+
+    f0 = extract_f0(audio, FeatureConfig(sample_rate=SAMPLE_RATE), method=method)
+    voiced = f0[f0 > 0]
+    if voiced.size == 0:
+        return 0.0, 0.0
+    return float(np.median(voiced)), float(voiced.size / f0.size)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    from melinterp.utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _render(root: Path, wav: str, speaker: Speaker, text: str, gain_db: float, f0_method: str,
+            extra: dict | None = None) -> tuple[dict, np.ndarray]:
+    """Synthesise, write ``wav`` and its metadata json (both atomically); return the metadata and the audio."""
+    from melinterp.data.engines import pitch_control, quantize_pcm16, write_wav
+    from melinterp.utils import atomic_path
+
+    engine = _ENGINES[speaker.engine]
+    audio = quantize_pcm16(engine.synthesize(text, speaker.voice, pitch=speaker.pitch, rate=speaker.rate,
+                                             gain_db=gain_db))
+    median, voiced_fraction = f0_median(audio, f0_method)
+    if median == 0.0:
+        raise RuntimeError(f"{speaker.name} produced no voiced frame for {text!r}: pick a voiced voice")
+    path = root / wav
+    with atomic_path(path) as tmp:
+        write_wav(tmp, audio)
+    record = {
+        "format_version": METADATA_VERSION, "wav": Path(wav).name, "speaker": speaker.name,
+        "engine": speaker.engine, "voice": speaker.voice, "pitch_setting": speaker.pitch,
+        "pitch_control": pitch_control(speaker.engine, speaker.voice), "rate_setting": speaker.rate,
+        "gain_db": gain_db, "text": text, "sample_rate": SAMPLE_RATE, "num_samples": int(audio.size),
+        "duration_s": round(audio.size / SAMPLE_RATE, 4), "f0_median_hz": round(median, 2),
+        "voiced_fraction": round(voiced_fraction, 3), "f0_method": f0_method, **(extra or {}),
+    }
+    _write_json(path.with_suffix(".json"), record)
+    return record, audio
+
+
+def _render_utterance(task: tuple[Path, UtterancePlan, str, bool]) -> dict:
+    root, plan, f0_method, resume = task
+    meta_path = (root / plan.wav).with_suffix(".json")
+    settings = plan.settings(f0_method)
+    if resume and (root / plan.wav).is_file():
+        existing = _read_json(meta_path)
+        if existing is not None and {key: existing.get(key) for key in settings} == settings:
+            return existing
+    record, _ = _render(root, plan.wav, plan.speaker, plan.text, plan.gain_db, f0_method,
+                        {"split": plan.split, "text_id": plan.text_id})
+    return record
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pitch calibration and triplets
+# --------------------------------------------------------------------------------------------------------------
+
+
+def semitones(f_hz: float, reference_hz: float) -> float:
+    """How many semitones ``f_hz`` lies above ``reference_hz``."""
+    return 12.0 * math.log2(f_hz / reference_hz)
+
+
+def pitch_axis(engine: str, setting: float) -> float:
+    """Where a pitch setting sits on the axis along which log f0 is close to linear: espeak's -p itself, the log
+    of flite's factor."""
+    return float(setting) if engine == "espeak" else math.log(setting)
+
+
+def setting_range(engine: str, voice: str) -> tuple[float, float]:
+    """The pitch settings a voice can be asked for."""
+    from melinterp.data.engines import ESPEAK_PITCH_RANGE, FLITE_PITCH_RANGE, FLITE_VOICES
+
+    if engine == "espeak":
+        return ESPEAK_PITCH_RANGE
+    low, high = FLITE_PITCH_RANGE
+    spec = FLITE_VOICES.get(voice)
+    if spec is not None and spec.f0_mean_hz is not None and spec.min_target_hz:
+        low = max(low, spec.min_target_hz / spec.f0_mean_hz)
+    return low, high
+
+
+def quantize_setting(engine: str, setting: float) -> float | int:
+    """espeak takes integers; flite factors are kept to 3 decimals."""
+    return int(round(setting)) if engine == "espeak" else round(float(setting), 3)
+
+
+@dataclass
+class PitchCurve:
+    """Median f0 against pitch setting for one voice at one rate, from measured points; log f0 is interpolated
+    linearly on :func:`pitch_axis` and extrapolated along the end segments.
+
+    With a single point, the slope is a prior: espeak's -p moves f0 by about 1 % a step; flite's factor is a ratio.
+    """
+
+    engine: str
+    voice: str
+    points: list[tuple[float, float]] = field(default_factory=list)  # (setting, median Hz)
+
+    PRIOR_SLOPE = {"espeak": 0.0097, "flite": 1.0}  # d log f0 / d pitch_axis
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        points = sorted(self.points)
+        x = np.array([pitch_axis(self.engine, setting) for setting, _ in points])
+        y = np.maximum.accumulate(np.log([median for _, median in points]))  # f0 rises with the setting
+        return x, y
+
+    def _slopes(self, x, y) -> tuple[float, float]:
+        if len(x) < 2:
+            return (self.PRIOR_SLOPE[self.engine],) * 2
+        first = (y[1] - y[0]) / (x[1] - x[0]) if x[1] > x[0] else self.PRIOR_SLOPE[self.engine]
+        last = (y[-1] - y[-2]) / (x[-1] - x[-2]) if x[-1] > x[-2] else self.PRIOR_SLOPE[self.engine]
+        return max(first, 1e-4), max(last, 1e-4)
+
+    def median_at(self, setting: float) -> float:
+        """Expected median f0 (Hz) at ``setting``."""
+        x, y = self._arrays()
+        first, last = self._slopes(x, y)
+        position = pitch_axis(self.engine, setting)
+        if position <= x[0]:
+            return float(np.exp(y[0] + first * (position - x[0])))
+        if position >= x[-1]:
+            return float(np.exp(y[-1] + last * (position - x[-1])))
+        return float(np.exp(np.interp(position, x, y)))
+
+    def setting_for(self, f0_hz: float) -> float:
+        """The pitch setting expected to give median ``f0_hz``, clamped to the voice's range and quantised."""
+        x, y = self._arrays()
+        first, last = self._slopes(x, y)
+        target = math.log(f0_hz)
+        if target <= y[0]:
+            position = x[0] + (target - y[0]) / first
+        elif target >= y[-1]:
+            position = x[-1] + (target - y[-1]) / last
+        else:
+            position = float(np.interp(target, y, x))
+        setting = position if self.engine == "espeak" else math.exp(position)
+        low, high = setting_range(self.engine, self.voice)
+        return quantize_setting(self.engine, min(max(setting, low), high))
+
+    def reachable(self, f0_hz: float, margin_semitones: float = 1.0) -> bool:
+        """Whether ``f0_hz`` lies inside the voice's range with ``margin_semitones`` to spare."""
+        low, high = setting_range(self.engine, self.voice)
+        return (semitones(f0_hz, self.median_at(low)) >= margin_semitones
+                and semitones(self.median_at(high), f0_hz) >= margin_semitones)
+
+
+def calibration_curves(records: list[dict]) -> dict[tuple[str, str, float], PitchCurve]:
+    """Per (engine, voice, rate): one point per pitch setting, the median of its utterances' f0 medians."""
+    grouped: dict[tuple[str, str, float], dict[float, list[float]]] = {}
+    for record in records:
+        key = (record["engine"], record["voice"], record["rate_setting"])
+        grouped.setdefault(key, {}).setdefault(record["pitch_setting"], []).append(record["f0_median_hz"])
+    return {key: PitchCurve(key[0], key[1], [(pitch, float(np.median(values))) for pitch, values in sorted(by.items())])
+            for key, by in sorted(grouped.items())}
+
+
+@dataclass(frozen=True)
+class TripletPlan:
+    """A parallel evaluation triplet: A and B (held-out speakers of different voices) saying one held-out text."""
+
+    index: int
+    a: Speaker
+    b: Speaker
+    text_id: int
+    text: str
+    curve_points: tuple[tuple[float, float], ...]  # B's calibration curve at B's rate
+
+    @property
+    def folder(self) -> str:
+        return f"triplets/{self.index:03d}"
+
+    def settings(self, f0_method: str) -> dict:
+        return {"a": self.a.name, "b": self.b.name, "text": self.text, "f0_method": f0_method}
+
+
+def plan_triplets(config: CorpusConfig, seed: int, heldout_records: list[dict], pools: dict[str, list[int]],
+                  sentences: list[str]) -> list[TripletPlan]:
+    """Pick ``config.triplets`` (A, B) pairs: half far apart in f0 (>= 4.5 semitones by speaker medians, so
+    sentences rarely fall below 4), half near (0.5 to 3.5), each with A's median inside B's reachable range."""
+    curves = calibration_curves(heldout_records)
+    medians: dict[str, list[float]] = {}
+    by_name: dict[str, Speaker] = {}
+    for record in heldout_records:
+        medians.setdefault(record["speaker"], []).append(record["f0_median_hz"])
+        by_name[record["speaker"]] = Speaker(record["engine"], record["voice"], record["pitch_setting"],
+                                             record["rate_setting"])
+    speaker_median = {name: float(np.median(values)) for name, values in medians.items()}
+    far, near, others = [], [], []
+    for a_name in sorted(by_name):
+        for b_name in sorted(by_name):
+            a, b = by_name[a_name], by_name[b_name]
+            if (a.engine, a.voice) == (b.engine, b.voice):
+                continue
+            if not curves[(b.engine, b.voice, b.rate)].reachable(speaker_median[a_name]):
+                continue
+            distance = abs(semitones(speaker_median[a_name], speaker_median[b_name]))
+            if distance >= FAR_SEMITONES + 0.5:
+                far.append((a, b))
+            elif 0.5 <= distance <= FAR_SEMITONES - 0.5:
+                near.append((a, b))
+            else:  # in between, or B already at A's pitch: used only when too few pairs are far or near
+                others.append((a, b))
+    rng = random.Random(f"{seed}:triplets")
+    n_far = (config.triplets + 1) // 2
+    chosen = rng.sample(far, min(n_far, len(far)))
+    chosen += rng.sample(near, min(config.triplets - len(chosen), len(near)))
+    chosen += rng.sample(others, min(config.triplets - len(chosen), len(others)))
+    texts = list(pools["heldout"])
+    rng.shuffle(texts)
+    plans = []
+    for index, (a, b) in enumerate(chosen):
+        text_id = texts[index % len(texts)]
+        points = tuple(curves[(b.engine, b.voice, b.rate)].points)
+        plans.append(TripletPlan(index, a, b, text_id, sentences[text_id], points))
+    return plans
+
+
+def _render_triplet(task: tuple[Path, TripletPlan, str, bool]) -> dict:
+    root, plan, f0_method, resume = task
+    record_path = root / plan.folder / "triplet.json"
+    settings = plan.settings(f0_method)
+    if resume:
+        existing = _read_json(record_path)
+        if existing is not None and existing.get("settings") == settings and all(
+                (root / existing[role]["wav"]).is_file() for role in ("a", "b", "b_at_a_pitch")):
+            return existing
+
+    extra = {"triplet": plan.index}
+    a_meta, _ = _render(root, f"{plan.folder}/a.wav", plan.a, plan.text, 0.0, f0_method, extra)
+    b_meta, _ = _render(root, f"{plan.folder}/b.wav", plan.b, plan.text, 0.0, f0_method, extra)
+    target = a_meta["f0_median_hz"]
+
+    # Calibrate B's pitch setting on this sentence. B's own rendering is the first point (and the answer when A
+    # is already that close); then the curve's guess, then secant steps between the points that bracket A.
+    curve = PitchCurve(plan.b.engine, plan.b.voice, list(plan.curve_points))
+    measured = {plan.b.pitch: b_meta["f0_median_hz"]}
+    setting = curve.setting_for(target)
+    wav = f"{plan.folder}/b_at_a.wav"
+    renders = 0
+    while abs(semitones(_closest(measured, target)[1], target)) > TRIPLET_TOLERANCE and renders < TRIPLET_MAX_RENDERS:
+        if setting in measured:
+            break
+        meta, _ = _render(root, wav, replace(plan.b, pitch=setting), plan.text, 0.0, f0_method, extra)
+        measured[setting] = meta["f0_median_hz"]
+        renders += 1
+        setting = PitchCurve(plan.b.engine, plan.b.voice, _bracket(measured, target)).setting_for(target)
+    best_setting, best_median = _closest(measured, target)
+    b_at_a_meta = _read_json(root / plan.folder / "b_at_a.json") if renders else None
+    if b_at_a_meta is None or b_at_a_meta["pitch_setting"] != best_setting:  # the last render was not the best
+        b_at_a_meta, _ = _render(root, wav, replace(plan.b, pitch=best_setting), plan.text, 0.0, f0_method, extra)
+
+    def summary(meta: dict, wav_path: str) -> dict:
+        keys = ("speaker", "engine", "voice", "pitch_setting", "pitch_control", "rate_setting", "f0_median_hz",
+                "duration_s")
+        return {"wav": wav_path, **{key: meta[key] for key in keys}}
+
+    b_at_a = {**summary(b_at_a_meta, wav), "calibration": [[setting, median] for setting, median in measured.items()]}
+    record = {
+        "id": f"{plan.index:03d}", "text": plan.text, "text_id": plan.text_id,
+        "a": summary(a_meta, f"{plan.folder}/a.wav"), "b": summary(b_meta, f"{plan.folder}/b.wav"),
+        "b_at_a_pitch": b_at_a,
+        "semitones_a_minus_b": round(semitones(a_meta["f0_median_hz"], b_meta["f0_median_hz"]), 3),
+        "residual_semitones": round(semitones(best_median, target), 3),
+        "far": abs(semitones(a_meta["f0_median_hz"], b_meta["f0_median_hz"])) >= FAR_SEMITONES,
+        "f0_method": f0_method, "settings": settings,
+    }
+    _write_json(record_path, record)
+    return record
+
+
+def _closest(measured: dict[float, float], target: float) -> tuple[float, float]:
+    """The measured (setting, median) whose median is closest to ``target`` in log f0."""
+    return min(measured.items(), key=lambda item: abs(math.log(item[1] / target)))
+
+
+def _bracket(measured: dict[float, float], target: float) -> list[tuple[float, float]]:
+    """Two measured (setting, median) points for a secant step: the closest below and above ``target`` when
+    both exist, else the two closest."""
+    below = [item for item in measured.items() if item[1] < target]
+    above = [item for item in measured.items() if item[1] >= target]
+    if below and above:
+        return [max(below, key=lambda item: item[1]), min(above, key=lambda item: item[1])]
+    return sorted(measured.items(), key=lambda item: abs(math.log(item[1] / target)))[:2]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running it all
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _run_tasks(function, tasks: list, *, paths, jobs: int, quiet: bool, description: str) -> list:
+    """``function`` over ``tasks`` in ``jobs`` processes, results in task order, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc=description, unit="utt", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+    results = []
+    _preload()
+    try:
+        if jobs <= 1 or len(tasks) <= 1:
+            _init_worker(paths)
+            for task in tasks:
+                results.append(function(task))
+                bar.update()
+        else:
+            import multiprocessing
+
+            with multiprocessing.get_context().Pool(jobs, initializer=_init_worker, initargs=(paths,)) as pool:
+                for result in pool.imap(function, tasks, chunksize=1):
+                    results.append(result)
+                    bar.update()
+    finally:
+        bar.close()
+    return results
+
+
+def _preload() -> None:
+    """Import the workers' heavy modules once here, so forked workers start with them loaded."""
+    import warnings
+
+    import scipy.signal  # noqa: F401  (resampling)
+
+    import melinterp.audio  # noqa: F401  (f0)
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+        import pyworld  # noqa: F401
+
+
+def _sweep_temporary_files(root: Path) -> None:
+    """Remove temporary files a killed run left behind (finished files are only ever renamed into place)."""
+    for folder in ("wavs", "triplets", "filelists"):
+        for path in (root / folder).rglob(".*.tmp") if (root / folder).is_dir() else ():
+            path.unlink(missing_ok=True)
+
+
+def _hours(records: list[dict]) -> float:
+    return round(sum(record["duration_s"] for record in records) / 3600.0, 4)
+
+
+def build_corpus(out: str | os.PathLike, config: CorpusConfig, *, seed: int = 0, jobs: int = 1, paths=None,
+                 resume: bool = True, quiet: bool = False) -> dict:
+    """Render the corpus described by ``config`` into ``out``; returns the ``corpus.json`` record.
+
+    Raises:
+        EngineNotFoundError: a selected engine's program is missing (the message says how to install it).
+        EngineError: an engine lacks a requested voice, or failed.
+        ValueError: inconsistent settings (e.g. a voice both seen and held out, too few texts).
+    """
+    from melinterp import __version__
+    from melinterp.data.engines import EnginePaths, make_engine
+    from melinterp.data.filelists import Utterance, write_filelist
+    from melinterp.data.sentences import vocabulary
+
+    root = Path(out).resolve()
+    paths = paths if paths is not None else EnginePaths.resolve()
+    _check_config(config)
+    engines = {name: make_engine(name, paths) for name in config.engines}
+    for split in ("train", "heldout"):
+        for engine, voice in config.voices(split):
+            engines[engine].check_voice(voice)
+
+    sentences, pools, plans = plan_utterances(config, seed)
+    root.mkdir(parents=True, exist_ok=True)
+    _sweep_temporary_files(root)
+    records = _run_tasks(_render_utterance, [(root, plan, config.f0_method, resume) for plan in plans],
+                         paths=paths, jobs=jobs, quiet=quiet, description="utterances")
+    by_split = {split: [record for plan, record in zip(plans, records, strict=True) if plan.split == split]
+                for split in ("train", "val", "heldout")}
+
+    for split in ("train", "val", "heldout"):
+        utterances = [Utterance(wav_path=root / plan.wav, speaker=plan.speaker.name, text=plan.text)
+                      for plan in plans if plan.split == split]
+        if utterances:
+            write_filelist(root / "filelists" / f"{split}.txt", utterances, relative_to=root / "filelists")
+
+    triplet_plans = plan_triplets(config, seed, by_split["heldout"], pools, sentences) if config.triplets else []
+    triplets = _run_tasks(_render_triplet, [(root, plan, config.triplet_f0_method, resume) for plan in triplet_plans],
+                          paths=paths, jobs=jobs, quiet=quiet, description="triplets")
+    if config.triplets and len(triplets) < config.triplets:
+        print(f"warning: only {len(triplets)} of {config.triplets} triplets could be paired within the held-out "
+              f"voices' pitch ranges", file=sys.stderr)
+    from melinterp.utils import atomic_path
+
+    with atomic_path(root / "triplets.jsonl") as tmp:
+        lines = [json.dumps({k: v for k, v in t.items() if k != "settings"}, sort_keys=True, ensure_ascii=False)
+                 for t in triplets]
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    speakers = {}
+    for record in records:
+        entry = speakers.setdefault(record["speaker"], {
+            key: record[key] for key in ("engine", "voice", "pitch_setting", "pitch_control", "rate_setting")})
+        entry.setdefault("medians", []).append(record["f0_median_hz"])
+        entry["split"] = "heldout" if record["split"] == "heldout" else "train"
+    for entry in speakers.values():
+        entry["f0_median_hz"] = round(float(np.median(entry.pop("medians"))), 2)
+    curves = calibration_curves(by_split["heldout"])
+    corpus = {
+        "format_version": METADATA_VERSION,
+        "generator": f"melinterp {__version__} make-corpus",
+        "seed": seed,
+        "preset": config.preset,
+        "config": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()},
+        "engines": {name: {"version": engine.version(), "program": engine.paths.espeak_bin if name == "espeak"
+                           else engine.paths.flite_bin} for name, engine in engines.items()},
+        "audio": {"sample_rate": SAMPLE_RATE, "format": "wav, 16-bit PCM, mono",
+                  "loudness": "peak-normalised to -1 dBFS, then gain_db (uniform in config.gain_db, per utterance)",
+                  "silence": "trimmed to 0.1 s before and after the speech"},
+        "units": {"espeak": {"pitch_setting": "espeak-ng -p (0..99)", "rate_setting": "words per minute (-s)"},
+                  "flite": {"pitch_setting": "factor on the voice's own f0 (int_f0_target_mean, or WORLD "
+                                             "resynthesis where pitch_control is 'world')",
+                            "rate_setting": "duration_stretch (> 1 is slower)"}},
+        "voices": {split: [f"{engine}-{voice}" for engine, voice in config.voices(split)]
+                   for split in ("train", "heldout")},
+        "speakers": dict(sorted(speakers.items())),
+        "counts": {"train": len(by_split["train"]), "val": len(by_split["val"]),
+                   "heldout": len(by_split["heldout"]), "triplets": len(triplets),
+                   "triplets_far": sum(t["far"] for t in triplets), "speakers": len(speakers)},
+        "hours": {split: _hours(by_split[split]) for split in ("train", "val", "heldout")},
+        "texts": {"sentences": len(sentences), **{f"{split}_pool": len(pool) for split, pool in pools.items()},
+                  "vocabulary": len(vocabulary(sentences))},
+        "calibration": {f"{engine}-{voice}_s{setting_label(engine, rate)}": curve.points
+                        for (engine, voice, rate), curve in curves.items()},
+        "f0_method": config.f0_method,
+        "triplet_f0_method": config.triplet_f0_method,
+    }
+    _write_json(root / "corpus.json", corpus)
+    return corpus
+
+
+def _check_config(config: CorpusConfig) -> None:
+    from melinterp.data.engines import ENGINES
+
+    unknown = [name for name in config.engines if name not in ENGINES]
+    if unknown or not config.engines:
+        raise ValueError(f"--engines expects a comma-separated subset of {', '.join(ENGINES)}, got "
+                         f"{','.join(config.engines) or 'nothing'}")
+    for split in ("train", "heldout"):
+        for engine, voice in config.voices(split):
+            if not _SAFE_VOICE.match(voice):
+                raise ValueError(f"voice name {voice!r} ({engine}) must use only letters, digits and + _ . -")
+    both = set(config.voices("train")) & set(config.voices("heldout"))
+    if both:
+        raise ValueError(f"voices cannot be both seen and held out: {sorted(both)}")
+    if not config.voices("train"):
+        raise ValueError("no seen (training) voice for the selected engines")
+    low, high = config.gain_db
+    if not low <= high <= 0:
+        raise ValueError(f"gain_db must be a range low <= high <= 0 dB, got {config.gain_db}")
+    for name in ("f0_method", "triplet_f0_method"):
+        if getattr(config, name) not in ("dio", "harvest"):
+            raise ValueError(f"{name} must be 'dio' or 'harvest', got {getattr(config, name)!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _numbers(kind):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in _names(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="corpus folder (created; an existing one is resumed)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                        help="tiny: seconds, for tests; default: ~7 h, 23 seen voices; large: ~21 h, 39 seen voices")
+    parser.add_argument("--seed", type=int, default=0, help="same seed, same corpus (default 0)")
+    parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--engines", type=_names, default=None, help="comma-separated: espeak,flite (default both)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="render everything again instead of resuming")
+
+    where = parser.add_argument_group("where the engines are")
+    where.add_argument("--espeak-bin", help="espeak-ng program (env MELINTERP_ESPEAK; default: on PATH)")
+    where.add_argument("--espeak-data", help="espeak-ng-data folder, passed as --path (env MELINTERP_ESPEAK_DATA)")
+    where.add_argument("--flite-bin", help="flite program (env MELINTERP_FLITE; default: on PATH)")
+    where.add_argument("--deb-root", help="folder where the engines' .deb files were unpacked with `dpkg -x`: "
+                                          "sets the programs, espeak data and LD_LIBRARY_PATH from it")
+
+    sizes = parser.add_argument_group("overrides of the preset")
+    sizes.add_argument("--sentences", type=int, help="size of the generated sentence list")
+    sizes.add_argument("--val-sentences", type=int, help="texts reserved for val.txt")
+    sizes.add_argument("--heldout-sentences", type=int, help="texts reserved for heldout.txt and the triplets")
+    sizes.add_argument("--train-per-speaker", type=int, help="training utterances per speaker")
+    sizes.add_argument("--val-per-speaker", type=int, help="validation utterances per seen speaker")
+    sizes.add_argument("--heldout-per-speaker", type=int, help="utterances per held-out speaker")
+    sizes.add_argument("--triplets", type=int, help="evaluation triplets (half >= 4 semitones apart)")
+    sizes.add_argument("--espeak-voices", type=_names, help="seen espeak voices, e.g. en-us+m3,en-us+f2")
+    sizes.add_argument("--espeak-heldout", type=_names, help="held-out espeak voices")
+    sizes.add_argument("--flite-voices", type=_names, help="seen flite voices, e.g. kal16,slt,rms")
+    sizes.add_argument("--flite-heldout", type=_names, help="held-out flite voices")
+    sizes.add_argument("--espeak-pitches", type=_numbers(int), help="espeak -p settings, e.g. 20,50,80")
+    sizes.add_argument("--espeak-rates", type=_numbers(int), help="espeak words per minute, e.g. 150,190")
+    sizes.add_argument("--flite-pitches", type=_numbers(float), help="flite pitch factors, e.g. 0.8,1.0,1.25")
+    sizes.add_argument("--flite-rates", type=_numbers(float), help="flite duration_stretch values, e.g. 1.1,0.9")
+    sizes.add_argument("--f0-method", choices=("dio", "harvest"), help="f0 estimator for utterance metadata")
+
+
+_OVERRIDES = ("engines", "sentences", "val_sentences", "heldout_sentences", "train_per_speaker", "val_per_speaker",
+              "heldout_per_speaker", "triplets", "espeak_voices", "espeak_heldout", "flite_voices", "flite_heldout",
+              "espeak_pitches", "espeak_rates", "flite_pitches", "flite_rates", "f0_method")
+
+
+def config_from_args(args: argparse.Namespace) -> CorpusConfig:
+    """The preset with every override given on the command line."""
+    changes = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name, None) is not None}
+    return replace(PRESETS[args.preset], **changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    from melinterp.data.engines import EnginePaths
+
+    config = config_from_args(args)
+    paths = EnginePaths.resolve(espeak_bin=args.espeak_bin, espeak_data=args.espeak_data, flite_bin=args.flite_bin,
+                                deb_root=args.deb_root)
+    jobs = args.jobs if args.jobs is not None else len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    try:
+        corpus = build_corpus(args.out, config, seed=args.seed, jobs=jobs, paths=paths, resume=not args.overwrite,
+                              quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"make-corpus interrupted: finished files are kept; run the same command again to continue "
+              f"({args.out})", file=sys.stderr)
+        raise
+    counts, hours = corpus["counts"], corpus["hours"]
+    if not args.quiet:
+        print(f"corpus in {Path(args.out).resolve()}: {counts['train']} train ({hours['train']:.2f} h), "
+              f"{counts['val']} val ({hours['val']:.2f} h), {counts['heldout']} held-out ({hours['heldout']:.2f} h) "
+              f"utterances, {counts['speakers']} speakers, {counts['triplets']} triplets")
+    return 0
