@@ -1,0 +1,33 @@
+"""``melinterp train``: train the text encoder, style encoder and mel U-Net from a JSON config."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="training config JSON (see examples/configs/)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="checkpoints, logs and the final model go here")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    parser.add_argument("--max-minutes", type=float, help="stop cleanly (with a checkpoint) after this many minutes")
+    parser.add_argument("--max-steps", type=int, help="override the config's optim.max_steps")
+    parser.add_argument("--no-export", action="store_true", help="do not write the final model folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from melinterp.training.config import TrainingConfig
+    from melinterp.training.trainer import Trainer
+
+    config = TrainingConfig.from_file(args.config)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
+    trainer = Trainer(config, args.output_dir, resume=args.resume, max_minutes=args.max_minutes,
+                      max_steps=args.max_steps, export=not args.no_export, progress=not args.quiet)
+    result = trainer.train()
+    trainer.accelerator.print(
+        f"stopped at step {result.step} ({result.stopped_by}); {result.frames_per_second:.0f} mel frames/s; "
+        f"losses {result.last_losses}; checkpoint {result.checkpoint}"
+        + (f"; model folder {result.export_dir}" if result.export_dir else ""))
+    return 0

@@ -1,0 +1,188 @@
+"""Training: config parsing, checkpoints, one-batch overfitting, and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SAMPLE_RATE, harmonic_tone
+
+from melinterp.audio import FeatureConfig
+from melinterp.data import SpeechStyleCollate, SpeechStyleDataset, build_cache, read_filelist
+from melinterp.schedulers import GradTTSScheduler
+from melinterp.text import TextConfig, TextProcessor
+from melinterp.training import TrainingConfig
+from melinterp.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
+from melinterp.training.objective import compute_losses
+from melinterp.training.trainer import Trainer, build_models, learning_rate_at
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODELS = REPO / "examples" / "configs" / "models" / "tiny.json"
+WORDS = "red blue green seven apples under the old bridge quietly sing loud morning river stone".split()
+
+
+def syllable_tone(f0: float, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A harmonic tone with a syllable-rate loudness envelope: crude speech-like structure at a known pitch."""
+    tone = harmonic_tone(f0 * rng.uniform(0.97, 1.03), seconds)
+    t = np.arange(tone.size) / SAMPLE_RATE
+    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * rng.uniform(3.0, 5.0) * t + rng.uniform(0, np.pi))
+    return (tone * envelope).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> dict:
+    """Three 'speakers' (tones at 110, 180, 260 Hz), four short utterances each, with a built feature cache."""
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    rng = np.random.default_rng(0)
+    lines = []
+    for speaker, f0 in (("low", 110.0), ("mid", 180.0), ("high", 260.0)):
+        for index in range(4):
+            path = root / "wavs" / f"{speaker}_{index}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, syllable_tone(f0, rng.uniform(0.7, 1.1), rng), SAMPLE_RATE)
+            text = " ".join(rng.choice(WORDS, size=3)) + "."
+            lines.append(f"wavs/{path.name}|{speaker}|{text}")
+    filelist = root / "train.txt"
+    filelist.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build_cache(read_filelist(filelist), root / "cache", FeatureConfig(), TextConfig(), f0_method="dio", jobs=1,
+                progress=False)
+    config = {
+        "data": {"train_filelist": "train.txt", "val_filelist": "train.txt", "cache_dir": "cache", "batch_size": 4,
+                 "max_ref_frames": 64, "segment_frames": 32},
+        "models": str(TINY_MODELS),
+        "optim": {"learning_rate": 2e-3, "warmup_steps": 2, "max_steps": 6, "ema_decay": 0.9, "seed": 3},
+        "log": {"log_every": 1, "val_every": 1000, "checkpoint_every": 3, "keep_checkpoints": 3},
+    }
+    (root / "tiny.json").write_text(json.dumps(config))
+    return {"root": root, "config_path": root / "tiny.json", "filelist": filelist}
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_config_resolves_paths_and_model_file(tiny_corpus):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    assert Path(config.data.cache_dir) == (tiny_corpus["root"] / "cache").resolve()
+    assert set(config.models) >= {"text_encoder", "style_encoder", "unet"}
+    assert config.optim.max_steps == 6
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"surprise": {}}, "unknown training config sections"),
+    ({"optim": {"learning_rat": 1e-3}}, "unknown keys in training config section 'optim'"),
+    ({"models": {"unet": {}}}, "lacks"),
+])
+def test_config_errors_name_the_problem(tiny_corpus, change, message):
+    raw = json.loads(tiny_corpus["config_path"].read_text())
+    raw.update(change)
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig.from_dict(raw, base_dir=tiny_corpus["root"])
+
+
+def test_mismatched_vocabulary_is_refused(tiny_corpus):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    config.models["text_encoder"] = {**config.models["text_encoder"], "n_vocab": 12}
+    with pytest.raises(ValueError, match="n_vocab is 12"):
+        build_models(config, vocab_size=151)
+
+
+def test_learning_rate_warms_up_then_decays():
+    optim = TrainingConfig.from_dict({"data": {"train_filelist": "x", "cache_dir": "y"}, "models": {
+        "text_encoder": {}, "style_encoder": {}, "unet": {}}, "optim": {
+        "learning_rate": 1.0, "warmup_steps": 4, "max_steps": 14, "lr_schedule": "cosine"}}).optim
+    rates = [learning_rate_at(step, optim) for step in range(15)]
+    assert rates[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert rates[4] == pytest.approx(1.0) and rates[9] == pytest.approx(0.5) and rates[14] == pytest.approx(0.0)
+
+
+def test_optimizer_state_round_trips_through_safetensors_layout():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    tensors, meta = flatten_optimizer_state(optimizer.state_dict())
+    assert all(torch.is_tensor(value) for value in tensors.values())
+    json.dumps(meta)  # everything that is not a tensor must be JSON
+    restored = unflatten_optimizer_state(tensors, json.loads(json.dumps(meta)))
+    other = torch.optim.AdamW(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    other.load_state_dict(restored)
+    for key, value in optimizer.state_dict()["state"][0].items():
+        assert torch.equal(other.state_dict()["state"][0][key], value)
+
+
+def test_tiny_model_overfits_one_batch(tiny_corpus):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    text_config = TextConfig()
+    dataset = SpeechStyleDataset(tiny_corpus["filelist"], config.data.cache_dir, text_config=text_config, seed=0,
+                                 max_ref_frames=64)
+    batch = SpeechStyleCollate()([dataset[i] for i in range(4)])
+    models = build_models(config, TextProcessor(text_config).vocab_size)
+    scheduler = GradTTSScheduler()
+    parameters = [p for model in models.values() for p in model.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=3e-3)
+    totals = []
+    for _ in range(60):
+        # the same draws every step: one fixed batch, one fixed objective
+        losses = compute_losses(*models.values(), scheduler, batch, segment_frames=32, style_dropout_prob=0.0,
+                                generator=torch.Generator().manual_seed(0))
+        optimizer.zero_grad()
+        losses.total.backward()
+        optimizer.step()
+        totals.append(losses.total.item())
+    assert np.isfinite(totals).all()
+    assert np.mean(totals[-5:]) < 0.5 * totals[0], f"loss went {totals[0]:.3f} -> {np.mean(totals[-5:]):.3f}"
+
+
+@pytest.mark.slow
+def test_stopped_and_resumed_run_matches_uninterrupted_run(tiny_corpus, tmp_path):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    whole = Trainer(config, tmp_path / "whole", progress=False, export=False).train()
+    assert whole.step == 6 and whole.stopped_by == "max_steps"
+
+    first = Trainer(config, tmp_path / "split", max_steps=4, progress=False, export=False).train()
+    assert first.step == 4
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(config, tmp_path / "split", progress=False, export=False).train()
+    second = Trainer(config, tmp_path / "split", resume=True, progress=False).train()
+    assert second.step == 6
+
+    whole_log = read_log(tmp_path / "whole" / "logs" / "train.csv")
+    split_log = read_log(tmp_path / "split" / "logs" / "train.csv")
+    assert [row["step"] for row in split_log] == [str(step) for step in range(1, 7)]
+    for a, b in zip(whole_log, split_log):
+        for key in ("loss", "duration", "prior", "diffusion", "lr"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), (a["step"], key)
+
+    from safetensors.torch import load_file
+
+    weights_whole = load_file(str(whole.checkpoint / "models.safetensors"))
+    weights_split = load_file(str(second.checkpoint / "models.safetensors"))
+    for key, value in weights_whole.items():
+        torch.testing.assert_close(weights_split[key], value, rtol=1e-5, atol=1e-6)
+
+    # the exported folder holds one component a subfolder, loadable with from_pretrained
+    from melinterp.models import MelUNet2DConditionModel
+
+    exported = second.export_dir
+    for name in ("text_encoder", "style_encoder", "unet", "scheduler", "feature_config", "text_config"):
+        assert (exported / name).is_dir(), name
+    assert not list(exported.rglob("*.bin")) and list(exported.rglob("*.safetensors"))
+    MelUNet2DConditionModel.from_pretrained(exported / "unet")
+
+
+def test_validation_writes_losses_and_a_mel_picture(tiny_corpus, tmp_path):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    trainer = Trainer(config, tmp_path / "run", max_steps=1, progress=False, export=False)
+    trainer.train()
+    means = trainer.validate(max_batches=1)
+    assert set(means) == {"val_loss", "val_duration", "val_prior", "val_diffusion"}
+    assert all(np.isfinite(list(means.values())))
+    pictures = list((tmp_path / "run" / "logs").glob("val-step-*.png"))
+    assert len(pictures) == 1 and pictures[0].stat().st_size > 1000
