@@ -186,3 +186,17 @@ def test_validation_writes_losses_and_a_mel_picture(tiny_corpus, tmp_path):
     assert all(np.isfinite(list(means.values())))
     pictures = list((tmp_path / "run" / "logs").glob("val-step-*.png"))
     assert len(pictures) == 1 and pictures[0].stat().st_size > 1000
+
+
+def test_model_outputs_survive_mixed_precision_output_conversion():
+    """accelerate converts every model output back to float32 under mixed precision by rebuilding it."""
+    from accelerate.utils import convert_to_fp32
+
+    from melinterp.models import StyleEncoderOutput
+
+    output = StyleEncoderOutput(style_tokens=torch.ones(1, 2, 3, dtype=torch.bfloat16),
+                                token_mask=torch.ones(1, 2, dtype=torch.bool),
+                                style_vector=torch.ones(1, 3, dtype=torch.bfloat16))
+    converted = convert_to_fp32(output)
+    assert converted.style_tokens.dtype == torch.float32 and converted.token_mask.dtype == torch.bool
+    assert converted.style_vector.dtype == torch.float32

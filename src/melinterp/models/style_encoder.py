@@ -40,9 +40,11 @@ class StyleEncoderOutput(BaseOutput):
         style_vector: (B, style_dim) global style.
     """
 
-    style_tokens: torch.Tensor
-    token_mask: torch.Tensor
-    style_vector: torch.Tensor
+    # defaults of None, as in diffusers' outputs, let BaseOutput be rebuilt from a mapping (accelerate's mixed
+    # precision does that to every model output)
+    style_tokens: torch.Tensor = None
+    token_mask: torch.Tensor = None
+    style_vector: torch.Tensor = None
 
 
 class StridedConvStage(nn.Module):
