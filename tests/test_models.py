@@ -14,13 +14,17 @@ from melinterp.models.length_regulator import durations_from_log, expand, genera
 from melinterp.models.style_encoder import StyleEncoder, StyleEncoderOutput
 from melinterp.models.text_encoder import RelativePositionMultiHeadAttention, TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
+from melinterp.text import TextProcessor
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "examples" / "configs" / "models"
 N_MELS = 80
 
 
 def load_config(name: str) -> dict:
-    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
+    """A model config file; the text encoder's vocabulary is set from the default symbol table, as training does."""
+    config = json.loads((CONFIG_DIR / f"{name}.json").read_text())
+    config["text_encoder"]["n_vocab"] = TextProcessor().vocab_size
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +179,9 @@ def test_relative_position_offsets_stay_within_the_window():
 def test_text_encoder_input_errors(tiny):
     encoder = build(TextEncoder, tiny["text_encoder"])
     phoneme_ids, phoneme_lengths, style_vector = text_inputs(tiny["text_encoder"])
-    with pytest.raises(ValueError, match=r"phoneme ids must lie in \[0, 64\)"):
-        encoder(phoneme_ids + 64, phoneme_lengths, style_vector)
+    n_vocab = tiny["text_encoder"]["n_vocab"]
+    with pytest.raises(ValueError, match=rf"phoneme ids must lie in \[0, {n_vocab}\)"):
+        encoder(phoneme_ids + n_vocab, phoneme_lengths, style_vector)
     with pytest.raises(ValueError, match=r"phoneme_lengths must lie in \[1, 9\]"):
         encoder(phoneme_ids, torch.tensor([10, 5]), style_vector)
     with pytest.raises(ValueError, match=r"style_vector must be \(2, 16\)"):

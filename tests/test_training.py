@@ -200,3 +200,17 @@ def test_model_outputs_survive_mixed_precision_output_conversion():
     converted = convert_to_fp32(output)
     assert converted.style_tokens.dtype == torch.float32 and converted.token_mask.dtype == torch.bool
     assert converted.style_vector.dtype == torch.float32
+
+
+def test_batch_sampler_shards_and_resumes_mid_epoch():
+    from melinterp.training.trainer import EpochBatchSampler
+
+    shards = [EpochBatchSampler(20, 3, seed=1, process_index=p, num_processes=2) for p in range(2)]
+    batches = [list(shard) for shard in shards]
+    assert len(batches[0]) == len(batches[1]) == 3 == len(shards[0])  # 20 // (3 * 2); the rest is dropped
+    seen = [i for shard in batches for batch in shard for i in batch]
+    assert len(seen) == len(set(seen)) == 18
+    shards[0].set_epoch(0, start_batch=2)
+    assert list(shards[0]) == batches[0][2:] and len(shards[0]) == 1
+    shards[0].set_epoch(1)
+    assert list(shards[0]) != batches[0]  # a new epoch, a new order
