@@ -20,6 +20,9 @@ import random
 import re
 from collections.abc import Callable, Iterable
 
+# numbers are spelled by the text front end's own speller, so the engines and the phonemiser read them alike
+from melinterp.text.normalize import number_to_words, ordinal_to_words, year_to_words  # noqa: F401
+
 # --------------------------------------------------------------------------------------------------------------
 # Word lists
 # --------------------------------------------------------------------------------------------------------------
@@ -212,52 +215,6 @@ FUTURE_TIMES = (
 # --------------------------------------------------------------------------------------------------------------
 # Numbers as words
 # --------------------------------------------------------------------------------------------------------------
-
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                    "nine": "ninth", "twelve": "twelfth"}
-
-
-def number_to_words(number: int) -> str:
-    """Spell a whole number 0..999999 in English words: ``127 -> "one hundred twenty seven"``."""
-    if not 0 <= number < 1_000_000:
-        raise ValueError(f"number_to_words expects 0 <= number < 1000000, got {number}")
-    if number < 20:
-        return _ONES[number]
-    if number < 100:
-        tens, ones = divmod(number, 10)
-        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
-    if number < 1000:
-        hundreds, rest = divmod(number, 100)
-        return _ONES[hundreds] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
-    thousands, rest = divmod(number, 1000)
-    return number_to_words(thousands) + " thousand" + ("" if rest == 0 else " " + number_to_words(rest))
-
-
-def ordinal_to_words(number: int) -> str:
-    """Spell an ordinal: ``21 -> "twenty first"``, ``12 -> "twelfth"``."""
-    words = number_to_words(number).split()
-    last = words[-1]
-    if last in _ORDINAL_ENDINGS:
-        words[-1] = _ORDINAL_ENDINGS[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
-
-
-def year_to_words(year: int) -> str:
-    """Spell a year the way it is said: ``1984 -> "nineteen eighty four"``, ``2005 -> "two thousand five"``."""
-    if 2000 <= year < 2010:
-        return number_to_words(year)
-    century, rest = divmod(year, 100)
-    if rest == 0:
-        return number_to_words(century) + " hundred"
-    return number_to_words(century) + " " + (number_to_words(rest) if rest >= 10 else "oh " + _ONES[rest])
-
 
 def _clock_time(rng: random.Random) -> str:
     hour = number_to_words(rng.randint(1, 12))
