@@ -19,9 +19,10 @@ H = mel bins (image height) and W = frames (image width). At U-Net level k the g
 
 Masks (verified in diffusers 0.42): `UNet2DConditionModel` turns `encoder_attention_mask` (B, S) (1 = keep) into a
 bias (B, 1, S) with 0 = keep and -10000 = discard, which reaches `attn2` as `attention_mask`. With
-`only_cross_attention=True`, `attn1` also attends to the style tokens but receives the *self*-attention mask (None
-in practice), so padded tokens would be attended there: pass the same keep-mask as `key_padding_mask` in
-`cross_attention_kwargs` and the processor applies it on every cross-attention layer.
+`only_cross_attention=True`, `attn1` also attends to the style tokens but receives the *self*-attention mask.
+`MelUNet2DConditionModel` passes the token mask there too, so nothing more is needed with it; with a stock
+`UNet2DConditionModel`, pass the same keep-mask as `key_padding_mask` in `cross_attention_kwargs` and the processor
+applies it on every cross-attention layer.
 """
 
 from __future__ import annotations
