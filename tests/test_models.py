@@ -443,3 +443,18 @@ def test_model_configs_fit_together(config_name):
     TextEncoder.from_config(text)
     StyleEncoder.from_config(style)
     MelUNet2DConditionModel.from_config(unet)  # refuses self-attention
+
+
+def test_style_dropout_inside_forward_swaps_in_the_null_style(tiny):
+    encoder = build(StyleEncoder, tiny["style_encoder"]).eval()
+    ref_mel = torch.randn(3, 80, 21, generator=torch.Generator().manual_seed(0))
+    plain = encoder(ref_mel)
+    drop = torch.tensor([False, True, False])
+    dropped = encoder(ref_mel, drop=drop)
+    null = encoder.null_style(3, plain.style_tokens.shape[1])
+    torch.testing.assert_close(dropped.style_tokens[1], null.style_tokens[1])
+    torch.testing.assert_close(dropped.style_vector[1], null.style_vector[1])
+    torch.testing.assert_close(dropped.style_tokens[[0, 2]], plain.style_tokens[[0, 2]])
+    torch.testing.assert_close(dropped.reference_vector, plain.style_vector)  # the text encoder's condition
+    dropped.style_vector.sum().backward()
+    assert encoder.null_token.grad is not None

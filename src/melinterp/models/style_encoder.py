@@ -38,6 +38,8 @@ class StyleEncoderOutput(BaseOutput):
         style_tokens: (B, S, C) keys/values for the U-Net's cross-attention, zero on padded tokens.
         token_mask: (B, S) bool, True on real tokens.
         style_vector: (B, style_dim) global style.
+        reference_vector: (B, style_dim) each reference's own global style, also for the items that ``drop``
+            replaced by the null style (the text encoder's condition during classifier-free guidance training).
     """
 
     # defaults of None, as in diffusers' outputs, let BaseOutput be rebuilt from a mapping (accelerate's mixed
@@ -45,6 +47,7 @@ class StyleEncoderOutput(BaseOutput):
     style_tokens: torch.Tensor = None
     token_mask: torch.Tensor = None
     style_vector: torch.Tensor = None
+    reference_vector: torch.Tensor = None
 
 
 class StridedConvStage(nn.Module):
@@ -139,12 +142,16 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         # classifier-free guidance: the "no reference" token
         self.null_token = nn.Parameter(torch.randn(hidden_channels) * hidden_channels**-0.5)
 
-    def forward(self, ref_mel: torch.Tensor, ref_mask: torch.Tensor | None = None) -> StyleEncoderOutput:
+    def forward(self, ref_mel: torch.Tensor, ref_mask: torch.Tensor | None = None,
+                drop: torch.Tensor | None = None) -> StyleEncoderOutput:
         """Encode reference mels.
 
         Args:
             ref_mel: (B, n_mels, T_ref) log-mel frames, T_ref >= 1.
             ref_mask: (B, 1, T_ref), 1 on real frames (a prefix of each row); None means all frames are real.
+            drop: (B,) bool, items whose tokens and style vector become the learned null style (classifier-free
+                guidance training). Done here, inside ``forward``, so that data-parallel wrappers see the null
+                token used on every step.
 
         Returns:
             StyleEncoderOutput with style_tokens (B, S, C), token_mask (B, S) and style_vector (B, style_dim),
@@ -162,9 +169,15 @@ class StyleEncoder(ModelMixin, ConfigMixin):
         for layer in self.transformer_layers:
             tokens = layer(tokens, src_key_padding_mask=~token_mask)
         tokens = self.norm_out(tokens) * token_mask.unsqueeze(-1)
-        return StyleEncoderOutput(
-            style_tokens=tokens, token_mask=token_mask, style_vector=self.pooling(tokens, token_mask)
-        )
+        vector = self.pooling(tokens, token_mask)  # (B, style_dim)
+        output = StyleEncoderOutput(style_tokens=tokens, token_mask=token_mask, style_vector=vector,
+                                    reference_vector=vector)
+        if drop is not None:
+            null = self.null_style(tokens.shape[0], tokens.shape[1])
+            output.style_tokens = torch.where(drop[:, None, None], null.style_tokens.to(tokens.dtype), tokens)
+            output.token_mask = torch.where(drop[:, None], null.token_mask, token_mask)
+            output.style_vector = torch.where(drop[:, None], null.style_vector.to(vector.dtype), vector)
+        return output
 
     def null_style(self, batch_size: int, num_tokens: int = 1) -> StyleEncoderOutput:
         """The learned unconditional style: ``num_tokens`` copies of one learned token, all real.

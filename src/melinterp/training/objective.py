@@ -51,11 +51,12 @@ def compute_losses(text_encoder, style_encoder, unet, scheduler, batch: dict[str
     y, y_mask = batch["mel"], batch["mel_mask"]  # (B, n_mels, T), (B, 1, T)
     batch_size = y.shape[0]
 
-    # 1. style of the reference (another utterance of the same speaker)
-    style = style_encoder(batch["ref_mel"], batch["ref_mask"])
+    # 1. style of the reference (another utterance of the same speaker); some items see the null style instead
+    drop = style_dropout(style_dropout_prob, batch_size, generator).to(y.device)
+    style = style_encoder(batch["ref_mel"], batch["ref_mask"], drop=drop)
 
-    # 2. text -> prior mean in mel space and durations
-    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style.style_vector)
+    # 2. text -> prior mean in mel space and durations, always from the reference's own style
+    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style.reference_vector)
 
     # 3. monotonic alignment, in float32 whatever the autocast
     with torch.no_grad():
@@ -70,11 +71,6 @@ def compute_losses(text_encoder, style_encoder, unet, scheduler, batch: dict[str
     loss_prior = prior_loss(y, mu_y, y_mask)
 
     y_seg, mu_seg, mask_seg = random_segments(y, mu_y, y_mask, segment_frames, generator=generator)
-    drop = style_dropout(style_dropout_prob, batch_size, generator).to(y.device)
-    null = style_encoder.null_style(batch_size, style.style_tokens.shape[1])
-    tokens = torch.where(drop[:, None, None], null.style_tokens.to(style.style_tokens.dtype), style.style_tokens)
-    token_mask = torch.where(drop[:, None], null.token_mask, style.token_mask)
-    vector = torch.where(drop[:, None], null.style_vector.to(style.style_vector.dtype), style.style_vector)
 
     t = torch.rand(batch_size, generator=generator, device=generator.device).to(y.device)
     t = t.clamp(min=T_EPS)
@@ -83,7 +79,7 @@ def compute_losses(text_encoder, style_encoder, unet, scheduler, batch: dict[str
     _, std = scheduler.marginal(t)
     std = std.view(-1, 1, 1).to(y.dtype)
     sample = torch.stack([x_t, mu_seg], dim=1)  # (B, 2, n_mels, T_seg)
-    score = unet(sample, t * 1000, encoder_hidden_states=tokens, encoder_attention_mask=token_mask,
-                 class_labels=vector, mask=mask_seg).sample[:, 0]  # (B, n_mels, T_seg)
+    score = unet(sample, t * 1000, encoder_hidden_states=style.style_tokens, encoder_attention_mask=style.token_mask,
+                 class_labels=style.style_vector, mask=mask_seg).sample[:, 0]  # (B, n_mels, T_seg)
     loss_diffusion = score_matching_loss(score, noise, std, mask_seg)
     return Losses(duration=loss_duration, prior=loss_prior, diffusion=loss_diffusion)
