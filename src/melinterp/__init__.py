@@ -1,3 +1,40 @@
-"""melinterp: diffusion text-to-speech whose voice is interpolated between two reference recordings."""
+"""melinterp: diffusion text-to-speech whose voice is interpolated between two reference recordings.
+
+The public classes are importable from here (``from melinterp import MelStyleInterpolationPipeline``); they are
+loaded on first use, so ``import melinterp`` stays light. A saved pipeline's ``model_index.json`` names its
+components ``["melinterp", ClassName]``: every component class is exported here.
+"""
+
+import importlib
 
 __version__ = "0.1.0.dev0"
+
+_EXPORTS = {
+    "MelStyleInterpolationPipeline": "melinterp.pipelines",
+    "MelStyleInterpolationPipelineOutput": "melinterp.pipelines",
+    "NoiseTuningConfig": "melinterp.guidance",
+    "GradTTSScheduler": "melinterp.schedulers",
+    "GradTTSDPMSolverScheduler": "melinterp.schedulers",
+    "TextEncoder": "melinterp.models",
+    "StyleEncoder": "melinterp.models",
+    "MelUNet2DConditionModel": "melinterp.models",
+    "GriffinLimVocoder": "melinterp.models.vocoder",
+    "TextProcessor": "melinterp.text",
+    "TextConfig": "melinterp.text",
+    "FeatureConfig": "melinterp.audio",
+    "tiny_pipeline": "melinterp.testing",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'melinterp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

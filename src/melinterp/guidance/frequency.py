@@ -1,0 +1,71 @@
+"""Mode "freq" with ``freq_guidance="mask"`` (or ``"none"``): ref1's pitch, everything else from ref2.
+
+A **pitch mask** P (B, n_mels, T) marks the mel cells that carry f0 and its first harmonics; the routing map is
+R = P, so cells inside the mask listen to ref1's tokens and all others to ref2's.
+
+- ``pitch_mask="band"``: the bins spanning ref1's voiced f0 range (5th-95th percentile) and its harmonics, the
+  same in every frame.
+- ``pitch_mask="harmonic"``: per frame, triangles at k * f0. The generated utterance's f0 is unknown before
+  sampling, so the contour is **ref1's voiced f0 contour (unvoiced frames dropped) stretched to T** (nearest
+  frame): every generated frame gets harmonics that follow ref1's intonation in time.
+
+The text encoder (durations, mu_y) and the U-Net's global vector get ref2's style vector: rhythm and energy
+belong to "everything else". ``freq_guidance="none"`` keeps the keys [ref1 ; ref2] and the mask but adds no bias:
+the ablation baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from melinterp.models.attention_processors import RoutingSpec, frequency_routing_map
+from melinterp.models.style_encoder import StyleEncoderOutput
+
+from .base import Conditioning, GuidanceState, GuidanceStrategy
+
+PITCH_MASK_KINDS = ("band", "harmonic")
+
+
+def ref1_pitch_mask(state: GuidanceState, kind: str) -> torch.Tensor:
+    """(B, n_mels, T) pitch mask in [0, 1] from each item's ref1 f0 (see the module docstring)."""
+    from melinterp.audio import pitch_mask
+
+    masks = []
+    for f0 in state.ref1_f0:
+        if kind == "band":
+            mask = pitch_mask(f0, state.feature_config, kind="band", num_frames=state.num_frames)
+        else:
+            mask = pitch_mask(f0[f0 > 0], state.feature_config, kind="harmonic", num_frames=state.num_frames)
+        masks.append(mask)  # (n_mels, T)
+    return torch.stack(masks).to(state.mu_y)  # (B, n_mels, T)
+
+
+class FrequencyRouting(GuidanceStrategy):
+    """Keys = [ref1 ; ref2]; routing bias R = pitch mask (``route=False``: no bias, the ablation baseline).
+
+    Args:
+        pitch_mask: "band" or "harmonic".
+        strength: multiplies the log-weight bias.
+        route: add the routing bias (``freq_guidance="mask"``) or not (``"none"``).
+    """
+
+    num_references = 2
+    needs_f0 = True
+    captures_ref1_mass = True
+
+    def __init__(self, pitch_mask: str = "band", strength: float = 1.0, route: bool = True):
+        if pitch_mask not in PITCH_MASK_KINDS:
+            raise ValueError(f"pitch_mask must be one of {', '.join(PITCH_MASK_KINDS)}, got {pitch_mask!r}")
+        self.pitch_mask, self.strength, self.route = pitch_mask, float(strength), route
+
+    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
+        return ref2.style_vector
+
+    def prepare(self, state: GuidanceState) -> None:
+        state.pitch_mask = ref1_pitch_mask(state, self.pitch_mask)  # (B, n_mels, T)
+        state.routing_map = frequency_routing_map(state.pitch_mask)  # R = P
+        state.conditioning = Conditioning.two_references(state.ref1, state.ref2, state.ref2.style_vector)
+        if self.route:
+            routing = RoutingSpec(state.pad_map(state.routing_map), num_ref1_tokens=state.ref1.style_tokens.shape[1],
+                                  strength=self.strength)
+            state.conditioning.cross_attention_kwargs = {"routing": routing}

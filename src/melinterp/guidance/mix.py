@@ -1,0 +1,35 @@
+"""Mode "mix": a blend of two voices, ``s = (1 - alpha) s1 + alpha s2``, each score under one reference alone."""
+
+from __future__ import annotations
+
+import torch
+
+from melinterp.models.style_encoder import StyleEncoderOutput
+
+from .base import Conditioning, GuidanceState, GuidanceStrategy, unet_score
+
+
+class MixGuidance(GuidanceStrategy):
+    """Scores under ref1 and under ref2 (one U-Net call of 2B), combined with weight `alpha` on ref2.
+
+    The text encoder (durations, mu_y) gets the blended style vector ``(1 - alpha) v1 + alpha v2``; each U-Net
+    branch gets its own reference's vector, so alpha = 0 is exactly mode "none" with ref1 and alpha = 1 with ref2.
+
+    Args:
+        alpha: weight of ref2 in [0, 1].
+    """
+
+    num_references = 2
+
+    def __init__(self, alpha: float):
+        self.alpha = float(alpha)
+
+    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
+        return (1.0 - self.alpha) * ref1.style_vector + self.alpha * ref2.style_vector
+
+    def prepare(self, state: GuidanceState) -> None:
+        state.conditioning = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))
+
+    def score(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
+        score_ref1, score_ref2 = unet_score(state, torch.cat([x, x]), t, state.conditioning).chunk(2)
+        return (1.0 - self.alpha) * score_ref1 + self.alpha * score_ref2

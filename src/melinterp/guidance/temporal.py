@@ -1,0 +1,130 @@
+"""Mode "temporal": speech that starts in ref1's voice and ends in ref2's.
+
+A routing map over time sends the cross-attention of every cell before the boundary to ref1's tokens and after
+it to ref2's (a soft additive log-weight bias, see `melinterp.models.attention_processors`), with a raised-cosine
+crossfade centred on the boundary.
+
+Boundary units (one value, three spellings):
+
+- a float in [0, 1]: a fraction of the utterance's frames (0.5 = the middle);
+- an int k: a phoneme index, the boundary is the first frame of symbol k of the phoneme string
+  (``pipe.text_processor.phonemize(text)``; spaces and punctuation count; 0 .. number of symbols);
+- a str with a unit, "0.8s": seconds from the start of the utterance.
+
+The crossfade width is in seconds.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from melinterp.models.attention_processors import RoutingSpec, temporal_routing_map
+from melinterp.models.style_encoder import StyleEncoderOutput
+
+from .base import Conditioning, GuidanceState, GuidanceStrategy
+
+
+def parse_boundary(boundary) -> tuple[str, float]:
+    """("fraction", f) | ("phoneme", k) | ("seconds", s) from a boundary value; ValueError naming `boundary`."""
+    if isinstance(boundary, str):
+        text = boundary.strip()
+        try:
+            seconds = float(text[:-1]) if text.endswith("s") else None
+        except ValueError:
+            seconds = None
+        if seconds is None or seconds < 0:
+            raise ValueError(f"boundary as a str must be seconds with the unit, e.g. '0.8s', got {boundary!r}")
+        return "seconds", seconds
+    if isinstance(boundary, bool) or not isinstance(boundary, numbers.Real):
+        raise ValueError(
+            f"boundary must be a fraction of the utterance (float in [0, 1]), a phoneme index (int) or seconds "
+            f"('0.8s'), got {boundary!r}"
+        )
+    if isinstance(boundary, numbers.Integral):
+        if boundary < 0:
+            raise ValueError(f"boundary as a phoneme index must be >= 0, got {boundary}")
+        return "phoneme", int(boundary)
+    if not 0.0 <= boundary <= 1.0:
+        raise ValueError(
+            f"boundary {boundary!r} is outside the utterance: a float is a fraction in [0, 1]; for seconds pass "
+            f"'{boundary}s', for a phoneme index an int"
+        )
+    return "fraction", float(boundary)
+
+
+def boundary_frame(boundary, durations: torch.Tensor, num_frames: int, frames_per_second: float,
+                   num_symbols: int, add_blank: bool) -> float:
+    """The boundary of one utterance as a (fractional) frame index in [0, T].
+
+    Args:
+        boundary: see the module docstring.
+        durations: (L,) frames per phoneme id.
+        num_frames: T.
+        frames_per_second: sample_rate / hop_length.
+        num_symbols: symbols in the phoneme string.
+        add_blank: ids interleave blanks, so symbol k is id 2k + 1.
+    """
+    unit, value = parse_boundary(boundary)
+    if unit == "fraction":
+        return value * num_frames
+    if unit == "seconds":
+        duration = num_frames / frames_per_second
+        if value > duration:
+            raise ValueError(f"boundary {boundary!r} is outside the utterance, which lasts {duration:.3f} s")
+        return value * frames_per_second
+    if value > num_symbols:
+        raise ValueError(
+            f"boundary {boundary!r} is outside the utterance: its phoneme string has {num_symbols} symbols "
+            f"(valid indices 0 .. {num_symbols})"
+        )
+    first_id = 2 * int(value) + 1 if add_blank else int(value)
+    return float(durations[:first_id].sum()) if value < num_symbols else float(num_frames)
+
+
+def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tensor:
+    """(B, n_mels, T) routing map: 1 (ref1) before each item's boundary, 0 (ref2) after, crossfade in seconds."""
+    n_mels, num_frames = state.mu_y.shape[1], state.num_frames
+    maps = [
+        temporal_routing_map(
+            num_frames,
+            boundary_frame(boundary, state.durations[b], num_frames, state.frames_per_second,
+                           state.phoneme_counts[b], state.add_blank),
+            crossfade=crossfade * state.frames_per_second,
+            n_mels=n_mels,
+        )
+        for b in range(state.batch_size)
+    ]
+    return torch.cat(maps).to(state.mu_y)  # (B, n_mels, T)
+
+
+class TemporalRouting(GuidanceStrategy):
+    """Keys = [ref1 ; ref2]; routing bias from a map over time.
+
+    The text encoder and the U-Net's global vector get the equal blend ``(v1 + v2) / 2``: rhythm is one for the
+    whole utterance, and the routing map does the split in time.
+
+    Args:
+        boundary: see the module docstring.
+        crossfade: width of the crossfade, seconds (>= 0).
+        strength: multiplies the log-weight bias (1 = plain log-weights; larger = harder routing).
+    """
+
+    num_references = 2
+    captures_ref1_mass = True
+
+    def __init__(self, boundary, crossfade: float = 0.1, strength: float = 1.0):
+        parse_boundary(boundary)
+        self.boundary, self.crossfade, self.strength = boundary, float(crossfade), float(strength)
+
+    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
+        return 0.5 * (ref1.style_vector + ref2.style_vector)
+
+    def prepare(self, state: GuidanceState) -> None:
+        state.routing_map = temporal_map(state, self.boundary, self.crossfade)  # (B, n_mels, T)
+        routing = RoutingSpec(state.pad_map(state.routing_map), num_ref1_tokens=state.ref1.style_tokens.shape[1],
+                              strength=self.strength)
+        vector = self.text_style_vector(state.ref1, state.ref2)
+        state.conditioning = Conditioning.two_references(state.ref1, state.ref2, vector)
+        state.conditioning.cross_attention_kwargs = {"routing": routing}

@@ -1,0 +1,591 @@
+"""`MelStyleInterpolationPipeline`: text + one or two reference recordings -> speech whose voice is interpolated.
+
+Modes (see DESIGN.md and `melinterp.guidance`):
+
+| mode           | strategy                                                                            |
+| -------------- | ----------------------------------------------------------------------------------- |
+| ``"none"``     | ref1's style only                                                                   |
+| ``"mix"``      | ``(1 - alpha) s1 + alpha s2``                                                       |
+| ``"temporal"`` | cross-attention routed to ref1 before ``boundary``, to ref2 after                  |
+| ``"freq"``     | ref1's pitch (f0 and harmonics), everything else ref2's; ``freq_guidance`` picks how |
+| ``"dual_noise"`` | a temporal or frequency routing map composing two scores in mel space            |
+
+Components, saved one subfolder each by `save_pretrained` with a ``model_index.json``: ``text_encoder``,
+``style_encoder``, ``unet``, ``scheduler``, ``vocoder`` and the front ends ``text_processor`` (a
+`melinterp.text.TextProcessor`, saved as its ``text_config.json``) and ``feature_config`` (a
+`melinterp.audio.FeatureConfig`). ``model_index.json`` names each component ``["melinterp", ClassName]``, and
+`from_pretrained` resolves it in the ``melinterp`` package (diffusers' own loader looks load methods up by base
+class among its known libraries, which neither front end is).
+
+Batches: items whose utterances have the same number of frames T are denoised together; items of different
+length are denoised one group after another, because the U-Net's GroupNorm statistics span the whole image, so
+padding one item to another's length would change it. Each item draws its prior noise from its own generator, so a
+batch gives the same speech as the same items one by one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DiffusionPipeline
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from melinterp.audio import AudioError, FeatureConfig, load_audio, mel_spectrogram
+from melinterp.guidance import (
+    DUAL_NOISE_MAPS,
+    PITCH_MASK_KINDS,
+    DualNoise,
+    FrequencyRouting,
+    GuidanceState,
+    GuidanceStrategy,
+    MixGuidance,
+    NoiseTuning,
+    NoiseTuningConfig,
+    SingleReference,
+    TemporalRouting,
+    parse_boundary,
+)
+from melinterp.models.attention_processors import AttentionStore, install_processors
+from melinterp.models.length_regulator import durations_from_log, expand, generate_path, sequence_mask
+from melinterp.models.style_encoder import StyleEncoder, StyleEncoderOutput
+from melinterp.models.text_encoder import TextEncoder
+from melinterp.models.unet_mel import MelUNet2DConditionModel
+from melinterp.models.vocoder import GriffinLimVocoder
+from melinterp.text import TextConfig, TextProcessor
+
+MODES = ("none", "mix", "temporal", "freq", "dual_noise")
+FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
+OUTPUT_TYPES = ("np", "pt", "mel")
+TWO_REFERENCE_MODES = tuple(m for m in MODES if m != "none")
+# libraries a model_index.json entry may name: importing them runs only code this process already trusts
+_LOADABLE_LIBRARIES = ("melinterp", "diffusers")
+
+
+@dataclass
+class MelStyleInterpolationPipelineOutput(BaseOutput):
+    """What the pipeline returns. Items of a batch are padded to the longest; ``lengths`` gives each one's frames.
+
+    Args:
+        audios: (B, N_max) waveforms (np.ndarray for output_type "np", torch for "pt", None for "mel"); item b
+            has ``lengths[b] * hop_length`` samples, zeros after.
+        mels: (B, n_mels, T_max) natural-log mels, padded with ln(log_clamp) (silence) after ``lengths[b]``.
+        lengths: (B,) frames per item.
+        sample_rate: Hz of `audios`.
+        routing_map: (B, n_mels, T_max) weight of ref1 per cell (temporal, freq, dual_noise), else None.
+        pitch_mask: (B, n_mels, T_max) ref1's pitch mask (freq, dual_noise with the frequency map), else None.
+        ref1_mass: (B, n_mels, T_max) share of attention each cell gave to ref1's tokens, averaged over the
+            cross-attention layers, heads and steps (``return_attention=True`` in modes whose keys are
+            [ref1 ; ref2]: temporal and freq), else None.
+    """
+
+    audios: Any = None
+    mels: Any = None
+    lengths: Any = None
+    sample_rate: int | None = None
+    routing_map: Any = None
+    pitch_mask: Any = None
+    ref1_mass: Any = None
+
+
+class MelStyleInterpolationPipeline(DiffusionPipeline):
+    """Diffusion TTS whose voice is interpolated between two references, cell by cell of the mel-spectrogram.
+
+    Args:
+        text_encoder: `TextEncoder` (phoneme ids + style vector -> mu_x, log-durations).
+        style_encoder: `StyleEncoder` (reference mel -> style tokens + style vector).
+        unet: `MelUNet2DConditionModel` (the score model); `MelAttnProcessor`s are installed on it.
+        scheduler: `GradTTSScheduler` or `GradTTSDPMSolverScheduler`.
+        vocoder: `GriffinLimVocoder` (or any module mel (B, n_mels, T) -> waveform (B, T * hop)).
+        text_processor: `TextProcessor` (text -> phoneme ids).
+        feature_config: `FeatureConfig` (sample rate, STFT and mel settings of the references and the output).
+    """
+
+    model_cpu_offload_seq = "text_encoder->style_encoder->unet->vocoder"
+
+    def __init__(self, text_encoder: TextEncoder, style_encoder: StyleEncoder, unet: MelUNet2DConditionModel,
+                 scheduler, vocoder: GriffinLimVocoder, text_processor: TextProcessor,
+                 feature_config: FeatureConfig):
+        super().__init__()
+        install_processors(unet)  # routing and capture need MelAttnProcessor on every attention layer
+        self.register_modules(text_encoder=text_encoder, style_encoder=style_encoder, unet=unet,
+                              scheduler=scheduler, vocoder=vocoder, text_processor=text_processor,
+                              feature_config=feature_config)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Saving and loading
+    # ------------------------------------------------------------------------------------------------------------
+
+    def register_modules(self, **kwargs):
+        """Record every component as ``["melinterp", ClassName]`` when the package exports its class."""
+        import melinterp
+
+        for name, module in kwargs.items():
+            class_name = type(module).__name__
+            if module is not None and getattr(melinterp, class_name, None) is type(module):
+                self.register_to_config(**{name: ("melinterp", class_name)})
+                setattr(self, name, module)
+            else:
+                super().register_modules(**{name: module})
+
+    def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
+                        variant: str | None = None, push_to_hub: bool = False, **kwargs) -> None:
+        """Write ``model_index.json`` and one subfolder per component (weights as safetensors, configs as json).
+
+        With ``push_to_hub=True`` the folder is then uploaded by `push_to_hub` (``kwargs``: ``repo_id`` (default:
+        the folder's name), ``commit_message``, ``private``, ``token``, ``create_pr``).
+        """
+        os.makedirs(save_directory, exist_ok=True)
+        for name, component in self.components.items():
+            if component is None:
+                continue
+            folder = os.path.join(save_directory, name)
+            if isinstance(component, ModelMixin):
+                component.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant)
+            elif hasattr(component, "save_pretrained"):
+                component.save_pretrained(folder)  # schedulers, TextProcessor
+            else:
+                component.save_config(folder)  # ConfigMixin-only: FeatureConfig
+        self.save_config(save_directory)
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.push_to_hub(repo_id, safe_serialization=safe_serialization, variant=variant, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
+                        torch_dtype: torch.dtype | None = None, revision: str | None = None,
+                        cache_dir: str | None = None, token: str | None = None, local_files_only: bool = False,
+                        **components) -> MelStyleInterpolationPipeline:
+        """Load a pipeline from a folder written by `save_pretrained`, or a Hub repository id ("user/repo").
+
+        Args:
+            torch_dtype: cast the neural components to this dtype.
+            revision, cache_dir, token, local_files_only: for the Hub download (`huggingface_hub.snapshot_download`).
+            components: components to use instead of the saved ones, e.g. ``scheduler=...``.
+        """
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(folder, revision=revision, cache_dir=cache_dir, token=token,
+                                       local_files_only=local_files_only)
+        config = cls.load_config(folder)
+        expected = set(cls._get_signature_keys(cls)[0])
+        unknown = set(components) - expected
+        if unknown:
+            raise ValueError(f"unknown components {sorted(unknown)}: expected some of {sorted(expected)}")
+        for name in sorted(expected - set(components)):
+            if name not in config:
+                raise ValueError(f"{folder}/model_index.json has no entry for component {name!r}")
+            library, class_name = config[name]
+            components[name] = _load_component(folder, name, library, class_name, torch_dtype)
+        return cls(**components)
+
+    @classmethod
+    def from_training_output(cls, directory: str | os.PathLike, *, vocoder: torch.nn.Module | None = None,
+                             **components) -> MelStyleInterpolationPipeline:
+        """Load the folder `Trainer.export_pipeline_folder` writes (text_encoder, style_encoder, unet, scheduler,
+        feature_config, text_config; no model_index.json). The vocoder defaults to Griffin-Lim for its features.
+        """
+        from melinterp.schedulers import GradTTSDPMSolverScheduler, GradTTSScheduler
+
+        directory = str(directory)
+        if not os.path.isdir(directory):
+            raise ValueError(f"directory must be a training export folder, {directory!r} is not a directory")
+        feature_config = components.pop("feature_config", None) or FeatureConfig.from_config(
+            FeatureConfig.load_config(directory, subfolder="feature_config"))
+        if "scheduler" not in components:
+            scheduler_config = GradTTSScheduler.load_config(directory, subfolder="scheduler")
+            scheduler_class = {"GradTTSDPMSolverScheduler": GradTTSDPMSolverScheduler}.get(
+                scheduler_config.get("_class_name"), GradTTSScheduler)
+            components["scheduler"] = scheduler_class.from_config(scheduler_config)
+        loaders = {
+            "text_encoder": lambda: TextEncoder.from_pretrained(directory, subfolder="text_encoder"),
+            "style_encoder": lambda: StyleEncoder.from_pretrained(directory, subfolder="style_encoder"),
+            "unet": lambda: MelUNet2DConditionModel.from_pretrained(directory, subfolder="unet"),
+            "text_processor": lambda: TextProcessor(TextConfig.from_config(
+                TextConfig.load_config(directory, subfolder="text_config"))),
+        }
+        for name, load in loaders.items():
+            if name not in components:
+                components[name] = load()
+        vocoder = vocoder if vocoder is not None else GriffinLimVocoder.from_feature_config(feature_config)
+        return cls(vocoder=vocoder, feature_config=feature_config, **components)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        text: str | list[str],
+        ref1,
+        ref2=None,
+        mode: str = "none",
+        *,
+        alpha: float = 0.5,
+        boundary: float | int | str = 0.5,
+        crossfade: float = 0.1,
+        pitch_mask: str = "band",
+        freq_guidance: str = "mask",
+        routing_strength: float = 1.0,
+        tuning: NoiseTuningConfig | None = None,
+        dual_noise_map: str = "freq",
+        dual_noise_merge_step: int = 0,
+        num_inference_steps: int = 10,
+        temperature: float = 1.5,
+        guidance_scale: float = 1.0,
+        length_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "np",
+        return_attention: bool = False,
+        callback_on_step_end: Callable | None = None,
+        return_dict: bool = True,
+    ) -> MelStyleInterpolationPipelineOutput | tuple:
+        """Synthesise `text` in a voice taken from, or interpolated between, `ref1` and `ref2`.
+
+        Args:
+            text: a str, or a list of str (a batch).
+            ref1, ref2: reference recordings, each a file path, an ``(array, sample_rate)`` pair, or a 1-D waveform
+                tensor at ``feature_config.sample_rate``; or a list of those, one per text. ref2 is required by
+                every mode but "none", and refused by "none".
+            mode: "none", "mix", "temporal", "freq" or "dual_noise" (module docstring).
+            alpha: mix weight of ref2 in [0, 1] (mode "mix").
+            boundary: where temporal routing switches from ref1 to ref2: a float in [0, 1] is a fraction of the
+                utterance, an int k a phoneme index (symbol k of ``text_processor.phonemize(text)``), a str such as
+                "0.8s" seconds (modes "temporal", and "dual_noise" with ``dual_noise_map="temporal"``).
+            crossfade: width of the temporal crossfade, seconds.
+            pitch_mask: "band" or "harmonic" (`melinterp.guidance.frequency`).
+            freq_guidance: "mask" (routing bias), "noise_tuning" (gradient steps on x_t) or "none" (both
+                references' keys, no routing: the ablation baseline), for mode "freq".
+            routing_strength: multiplies the routing log-weight bias (> 1 routes harder).
+            tuning: `NoiseTuningConfig` for ``freq_guidance="noise_tuning"`` (default: its defaults).
+            dual_noise_map: "freq" or "temporal", the map that composes the two scores (mode "dual_noise").
+            dual_noise_merge_step: k > 0 starts from two prior samples merged at step k (mode "dual_noise").
+            num_inference_steps: denoising steps (score evaluations of the scheduler), >= 1.
+            temperature: the prior is mu_y + eps / temperature, > 0.
+            guidance_scale: classifier-free guidance against the learned null style; 1 = none.
+            length_scale: > 1 speaks slower.
+            generator: a torch.Generator, or one per text; each item's noise is drawn from its own generator
+                (seeded from the given one), so batching does not change results.
+            output_type: "np" or "pt" (waveforms and mels as numpy / torch), or "mel" (no vocoder, audios None).
+            return_attention: also return `ref1_mass` (captures attention probabilities: slower).
+            callback_on_step_end: ``fn(pipe, i, t, {"latents": x}) -> dict | None`` after each step; a returned
+                "latents" replaces x. For a batch of different lengths it runs once a step per length group.
+            return_dict: return a `MelStyleInterpolationPipelineOutput` rather than a tuple.
+        """
+        # 1. Check inputs
+        texts = [text] if isinstance(text, str) else text
+        self.check_inputs(texts, ref1, ref2, mode, alpha, boundary, crossfade, pitch_mask, freq_guidance,
+                          routing_strength, dual_noise_map, num_inference_steps, temperature, guidance_scale,
+                          length_scale, output_type)
+        batch_size = len(texts)
+        strategy = self.guidance_strategy(mode, alpha=alpha, boundary=boundary, crossfade=crossfade,
+                                          pitch_mask=pitch_mask, freq_guidance=freq_guidance,
+                                          routing_strength=routing_strength, tuning=tuning,
+                                          dual_noise_map=dual_noise_map, dual_noise_merge_step=dual_noise_merge_step)
+        generators = self._item_generators(generator, batch_size)
+        device, dtype = self._execution_device, self.unet.dtype
+
+        # 2. Encode text
+        phonemes = self.text_processor.phonemize_batch(texts)  # TextError names an empty item
+        phoneme_ids = [self.text_processor.encode_phonemes(p) for p in phonemes]
+        id_lengths = torch.tensor([len(ids) for ids in phoneme_ids], device=device)  # (B,)
+        ids = torch.zeros(batch_size, int(id_lengths.max()), dtype=torch.long, device=device)  # (B, L)
+        for b, item_ids in enumerate(phoneme_ids):
+            ids[b, : len(item_ids)] = torch.tensor(item_ids)
+
+        # 3. Encode references: style tokens (B, S, C), token masks (B, S), style vectors (B, style_dim)
+        ref1_waves = self._load_references(ref1, "ref1", batch_size)
+        ref1_style = self._encode_references(ref1_waves)
+        ref2_style = None
+        if strategy.num_references == 2:
+            ref2_style = self._encode_references(self._load_references(ref2, "ref2", batch_size))
+        null_style = self.style_encoder.null_style(batch_size, 1)
+        ref1_f0 = self._extract_f0(ref1_waves) if strategy.needs_f0 else None
+
+        # 4. Durations -> mu_y (B, n_mels, T_max), frame mask (B, 1, T_max)
+        text_style = strategy.text_style_vector(ref1_style, ref2_style)  # (B, style_dim)
+        mu_x, log_durations, x_mask = self.text_encoder(ids, id_lengths, text_style)
+        durations = durations_from_log(log_durations, x_mask, length_scale)  # (B, L) frames per phoneme id
+        lengths = durations.sum(1)  # (B,)
+        y_mask = sequence_mask(lengths).unsqueeze(1).to(dtype)  # (B, 1, T_max)
+        mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T_max)
+
+        groups = _equal_length_groups(lengths)
+        results = {}  # item -> (mel (n_mels, T), routing_map, pitch_mask, ref1_mass)
+        with self.progress_bar(total=len(groups) * num_inference_steps) as progress_bar:
+            for items, num_frames in groups:
+                index = torch.tensor(items, device=device)
+                state = GuidanceState(
+                    unet=self.unet, scheduler=self.scheduler, mu_y=mu_y[index, :, :num_frames],
+                    y_mask=y_mask[index, :, :num_frames], ref1=_select(ref1_style, index),
+                    ref2=None if ref2_style is None else _select(ref2_style, index),
+                    null_style=_select(null_style, index), feature_config=self.feature_config,
+                    durations=durations[index], phoneme_counts=[len(phonemes[b]) for b in items],
+                    add_blank=bool(self.text_processor.config.config.add_blank),
+                    ref1_f0=None if ref1_f0 is None else [ref1_f0[b] for b in items],
+                    capture=AttentionStore(detach=True) if return_attention and strategy.captures_ref1_mass else None,
+                )
+                group_generators = [generators[b] for b in items]
+
+                # 5. Routing map / pitch mask and keys, via the strategy
+                strategy.prepare(state)
+
+                # 6. Timesteps
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                timesteps = self.scheduler.timesteps
+
+                # 7. Prior sample x_1 = mu_y + eps / temperature, eps from each item's own generator
+                x = state.mu_y + self._item_noise(group_generators, state.mu_y) / temperature
+                if strategy.needs_second_noise:
+                    state.second_noise = state.mu_y + self._item_noise(group_generators, state.mu_y) / temperature
+
+                # 8. Denoising loop
+                for i, t in enumerate(timesteps):
+                    if state.capture is not None:
+                        state.capture.step = i
+                    x = strategy.adjust_sample(state, x, t, i)  # noise tuning acts here
+                    score = strategy.score(state, x, t, i)  # mix and dual noise act here
+                    if guidance_scale != 1.0:  # classifier-free guidance against the null style
+                        score_uncond = strategy.unconditional_score(state, x, t)
+                        score = score_uncond + guidance_scale * (score - score_uncond)
+                    x = self.scheduler.step(score, t, x, state.mu_y, generator=group_generators).prev_sample
+                    if callback_on_step_end is not None:
+                        callback_outputs = callback_on_step_end(self, i, t, {"latents": x}) or {}
+                        x = callback_outputs.get("latents", x)
+                    progress_bar.update()
+
+                ref1_mass = None
+                if state.capture is not None:
+                    ref1_mass = state.capture.ref1_mass(size=state.padded_size)[..., :num_frames]  # (B, n_mels, T)
+                for j, b in enumerate(items):
+                    results[b] = tuple(None if v is None else v[j] for v in
+                                       (x, state.routing_map, state.pitch_mask, ref1_mass))
+
+        # 9. Vocoder, one length group at a time
+        audios = None
+        if output_type != "mel":
+            hop_length = self.feature_config.hop_length
+            # a log-mel of real audio lies within +-ln(log_clamp) (about +-11.5); an untrained or diverging model can
+            # leave that range, and exp() of such values would overflow the vocoder's spectra
+            log_floor = float(np.log(self.feature_config.log_clamp))
+            audios = torch.zeros(batch_size, int(lengths.max()) * hop_length, device=device)  # (B, N_max)
+            for items, num_frames in groups:
+                mels = torch.stack([results[b][0] for b in items]).clamp(log_floor, -log_floor)  # (B_g, n_mels, T)
+                waveforms = self.vocoder(mels)  # (B_g, T * hop)
+                audios[items, : num_frames * hop_length] = waveforms.to(audios.dtype)
+
+        # 10. Output
+        silence = float(np.log(self.feature_config.log_clamp))
+        mels, routing_map, pitch_mask_out, ref1_mass = (
+            _pad_items([results[b][k] for b in range(batch_size)], int(lengths.max()), fill)
+            for k, fill in ((0, silence), (1, 0.0), (2, 0.0), (3, 0.0))
+        )
+        if output_type != "pt":
+            audios, mels, routing_map, pitch_mask_out, ref1_mass = (
+                None if v is None else v.float().cpu().numpy() for v in (audios, mels, routing_map, pitch_mask_out,
+                                                                         ref1_mass))
+            lengths = lengths.cpu().numpy()
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return audios, mels
+        return MelStyleInterpolationPipelineOutput(
+            audios=audios, mels=mels, lengths=lengths, sample_rate=int(self.feature_config.sample_rate),
+            routing_map=routing_map, pitch_mask=pitch_mask_out, ref1_mass=ref1_mass,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Steps' helpers
+    # ------------------------------------------------------------------------------------------------------------
+
+    def check_inputs(self, texts, ref1, ref2, mode, alpha, boundary, crossfade, pitch_mask, freq_guidance,
+                     routing_strength, dual_noise_map, num_inference_steps, temperature, guidance_scale,
+                     length_scale, output_type) -> None:
+        """Raise a ValueError naming the first bad argument (text errors are `TextError`s, from step 2)."""
+        if not isinstance(texts, (list, tuple)) or not texts:
+            raise ValueError(f"text must be a str or a non-empty list of str, got {texts!r:.80}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+        if ref1 is None:
+            raise ValueError("ref1 is required: a path, an (array, sample_rate) pair or a waveform tensor")
+        if mode in TWO_REFERENCE_MODES and ref2 is None:
+            raise ValueError(f"mode={mode!r} interpolates between two voices and needs ref2; for one voice use "
+                             f"mode='none'")
+        if mode == "none" and ref2 is not None:
+            raise ValueError("ref2 was given but mode='none' uses ref1 only: pick a two-reference mode "
+                             f"({', '.join(TWO_REFERENCE_MODES)}) or leave ref2 out")
+        if not _is_real(alpha) or not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be a weight of ref2 in [0, 1], got {alpha!r}")
+        parse_boundary(boundary)
+        if not _is_real(crossfade) or crossfade < 0:
+            raise ValueError(f"crossfade must be a width >= 0 in seconds, got {crossfade!r}")
+        if pitch_mask not in PITCH_MASK_KINDS:
+            raise ValueError(f"pitch_mask must be one of {', '.join(map(repr, PITCH_MASK_KINDS))}, got {pitch_mask!r}")
+        if freq_guidance not in FREQ_GUIDANCE:
+            raise ValueError(
+                f"freq_guidance must be one of {', '.join(map(repr, FREQ_GUIDANCE))}, got {freq_guidance!r}"
+            )
+        if dual_noise_map not in DUAL_NOISE_MAPS:
+            raise ValueError(
+                f"dual_noise_map must be one of {', '.join(map(repr, DUAL_NOISE_MAPS))}, got {dual_noise_map!r}"
+            )
+        if not _is_real(routing_strength) or routing_strength < 0:
+            raise ValueError(f"routing_strength must be >= 0, got {routing_strength!r}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) \
+                or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        if not _is_real(temperature) or temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if not _is_real(guidance_scale):
+            raise ValueError(f"guidance_scale must be a number (1 = no guidance), got {guidance_scale!r}")
+        if not _is_real(length_scale) or length_scale <= 0:
+            raise ValueError(f"length_scale must be > 0 (> 1 speaks slower), got {length_scale!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
+
+    @staticmethod
+    def guidance_strategy(mode: str, *, alpha: float = 0.5, boundary=0.5, crossfade: float = 0.1,
+                          pitch_mask: str = "band", freq_guidance: str = "mask", routing_strength: float = 1.0,
+                          tuning: NoiseTuningConfig | None = None, dual_noise_map: str = "freq",
+                          dual_noise_merge_step: int = 0) -> GuidanceStrategy:
+        """The `melinterp.guidance` strategy that implements `mode`."""
+        if mode == "none":
+            return SingleReference()
+        if mode == "mix":
+            return MixGuidance(alpha)
+        if mode == "temporal":
+            return TemporalRouting(boundary, crossfade, routing_strength)
+        if mode == "freq":
+            if freq_guidance == "noise_tuning":
+                return NoiseTuning(pitch_mask, tuning)
+            return FrequencyRouting(pitch_mask, routing_strength, route=freq_guidance == "mask")
+        if mode == "dual_noise":
+            return DualNoise(dual_noise_map, pitch_mask, boundary, crossfade, dual_noise_merge_step)
+        raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
+
+    def _load_references(self, refs, name: str, batch_size: int) -> list[np.ndarray]:
+        """Waveforms (N,) at the feature sample rate, one per item (a single reference serves every item)."""
+        if isinstance(refs, list):
+            if len(refs) != batch_size:
+                raise ValueError(f"{name} is a list of {len(refs)} references but there are {batch_size} texts: give "
+                                 f"one reference per text, or a single one for all")
+        else:
+            refs = [refs] * batch_size
+        config = self.feature_config
+        waves, loaded = [], {}
+        for b, ref in enumerate(refs):
+            if id(ref) in loaded:  # the same object for several items: load it once
+                waves.append(loaded[id(ref)])
+                continue
+            where = f"{name}[{b}]" if batch_size > 1 else name
+            if isinstance(ref, (str, os.PathLike)):
+                array, sr = ref, None
+            elif isinstance(ref, tuple) and len(ref) == 2:
+                array, sr = ref
+            elif isinstance(ref, torch.Tensor):
+                if ref.ndim != 1:
+                    raise ValueError(f"{where} as a tensor must be a 1-D waveform (N,) at {config.sample_rate} Hz, got "
+                                     f"shape {tuple(ref.shape)}")
+                array, sr = ref, config.sample_rate
+            else:
+                raise ValueError(f"{where} must be a file path, an (array, sample_rate) pair or a 1-D waveform tensor "
+                                 f"at {config.sample_rate} Hz, got {type(ref).__name__}")
+            try:
+                wave = load_audio(array, sr, target_sr=config.sample_rate, min_duration=config.min_duration,
+                                  silence_db=config.silence_db)
+            except AudioError as error:
+                raise AudioError(f"{where}: {error}") from error
+            loaded[id(ref)] = wave
+            waves.append(wave)
+        return waves
+
+    def _encode_references(self, waves: list[np.ndarray]) -> StyleEncoderOutput:
+        """Style of each waveform; mels padded to the longest with masks (the encoder ignores padding)."""
+        device, dtype = self._execution_device, self.style_encoder.dtype
+        mels = [mel_spectrogram(torch.from_numpy(w), self.feature_config) for w in waves]  # (n_mels, T_ref) each
+        num_frames = max(m.shape[-1] for m in mels)
+        ref_mel = torch.stack([F.pad(m, (0, num_frames - m.shape[-1])) for m in mels]).to(device, dtype)
+        ref_mask = torch.stack([
+            (torch.arange(num_frames) < m.shape[-1]).float().unsqueeze(0) for m in mels
+        ]).to(device, dtype)  # (B, 1, T_ref)
+        return self.style_encoder(ref_mel, ref_mask)
+
+    def _extract_f0(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        from melinterp.audio import extract_f0
+
+        cache = {}
+        return [cache.setdefault(id(w), extract_f0(w, self.feature_config)) for w in waves]
+
+    def _item_generators(self, generator, batch_size: int) -> list[torch.Generator]:
+        """One generator per item, each seeded from the given generator(s) (or torch's global one)."""
+        if isinstance(generator, list):
+            if len(generator) != batch_size:
+                raise ValueError(f"generator is a list of {len(generator)} but there are {batch_size} texts")
+            sources = generator
+        else:
+            sources = [generator] * batch_size
+        item_generators = []
+        for source in sources:
+            device = source.device if source is not None else torch.device("cpu")
+            seed = int(torch.randint(0, 2**62, (1,), generator=source, device=device))
+            item_generators.append(torch.Generator(device=self._execution_device).manual_seed(seed))
+        return item_generators
+
+    @staticmethod
+    def _item_noise(generators: list[torch.Generator], like: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) standard normal noise, item b drawn from generators[b] at its own size."""
+        return torch.cat([randn_tensor((1, *like.shape[1:]), generator=g, device=like.device, dtype=like.dtype)
+                          for g in generators])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _load_component(folder: str, name: str, library: str | None, class_name: str | None, torch_dtype):
+    if library is None:
+        return None
+    if library.split(".")[0] not in _LOADABLE_LIBRARIES:
+        raise ValueError(f"component {name!r} names library {library!r}; only {', '.join(_LOADABLE_LIBRARIES)} "
+                         f"components load (pass other components to from_pretrained yourself)")
+    component_class = getattr(importlib.import_module(library), class_name, None)
+    if component_class is None:
+        raise ValueError(f"component {name!r}: {library} has no class {class_name!r}")
+    if issubclass(component_class, ModelMixin):
+        return component_class.from_pretrained(folder, subfolder=name, torch_dtype=torch_dtype)
+    if hasattr(component_class, "from_pretrained"):
+        return component_class.from_pretrained(folder, subfolder=name)  # schedulers, TextProcessor
+    return component_class.from_config(component_class.load_config(folder, subfolder=name))  # FeatureConfig
+
+
+def _equal_length_groups(lengths: torch.Tensor) -> list[tuple[list[int], int]]:
+    """[(items, T)] with the items of each length T, in order of first appearance."""
+    groups: dict[int, list[int]] = {}
+    for b, length in enumerate(lengths.tolist()):
+        groups.setdefault(int(length), []).append(b)
+    return [(items, length) for length, items in groups.items()]
+
+
+def _select(style: StyleEncoderOutput, index: torch.Tensor) -> StyleEncoderOutput:
+    return StyleEncoderOutput(style_tokens=style.style_tokens[index], token_mask=style.token_mask[index],
+                              style_vector=style.style_vector[index])
+
+
+def _pad_items(items: list[torch.Tensor | None], num_frames: int, fill: float) -> torch.Tensor | None:
+    """Stack (n_mels, T_b) tensors into (B, n_mels, num_frames), padding time with `fill`; None if any is None."""
+    if any(item is None for item in items):
+        return None
+    return torch.stack([F.pad(item, (0, num_frames - item.shape[-1]), value=fill) for item in items])
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
