@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-corpus": ("melinterp.data.corpus", "synthesise the multi-voice training corpus with espeak-ng and flite"),
     "preprocess": ("melinterp.data.features", "compute and cache mel, f0, energy and phoneme ids for a filelist"),
     "train": ("melinterp.training.command", "train the text encoder, style encoder and mel U-Net (accelerate)"),
+    "synthesize": ("melinterp.synthesize", "speak text in a voice taken from, or interpolated between, two recordings"),
 }
 
 

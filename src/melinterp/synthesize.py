@@ -1,0 +1,223 @@
+"""``melinterp synthesize``: text + reference recordings -> a wav file, with an optional PNG of what was routed.
+
+    melinterp synthesize "Hello there." --ref1 pitch.wav --ref2 timbre.wav --mode freq --model DIR --out out.wav
+
+Every file is written atomically (a temporary file beside it, renamed when complete), so an error or Ctrl-C never
+leaves a half-written wav or PNG. ``--text-file`` speaks each non-empty line into its own file, numbered from the
+``--out`` name (``out.wav`` -> ``out_001.wav``, ``out_002.wav``, ...); every line uses the same ``--seed``, so line k
+sounds exactly as ``melinterp synthesize "line k"`` would.
+
+torch, the pipeline and soundfile are imported inside `run`, so ``melinterp --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Kept here (not imported from the pipeline) so that building the parser imports no torch; tests check they agree.
+MODES = ("none", "mix", "temporal", "freq", "dual_noise")
+PITCH_MASKS = ("band", "harmonic")
+FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
+DEVICES = ("cpu", "cuda")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("text", nargs="?", help="the text to speak (or give --text-file)")
+    parser.add_argument("--text-file", type=Path, metavar="FILE",
+                        help="speak each non-empty line of FILE into its own wav: --out out.wav writes out_001.wav, "
+                             "out_002.wav, ... (and out_001.png, ... with --plot)")
+    parser.add_argument("--ref1", type=Path, required=True, metavar="WAV",
+                        help="reference recording 1: the voice in mode none, the pitch in mode freq, the start in "
+                             "mode temporal")
+    parser.add_argument("--ref2", type=Path, metavar="WAV",
+                        help="reference recording 2 (every mode but none): the timbre in mode freq, the end in mode "
+                             "temporal")
+    parser.add_argument("--mode", metavar="MODE",
+                        help=f"one of {', '.join(MODES)} (default: freq with --ref2, none without)")
+    parser.add_argument("--out", type=Path, required=True, metavar="WAV", help="output wav (16-bit PCM)")
+    parser.add_argument("--plot", type=Path, metavar="PNG",
+                        help="also write a PNG of the mel, the pitch mask or routing map, and the share of attention "
+                             "each cell gave to ref1")
+    parser.add_argument("--model", metavar="DIR",
+                        help="a pipeline folder written by save_pretrained, or a Hub id user/name (required: no "
+                             "default model is bundled yet)")
+    parser.add_argument("--steps", type=int, default=10, metavar="N", help="denoising steps (default: 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default: 0)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="mode mix: weight of ref2 in [0, 1] (default: 0.5)")
+    parser.add_argument("--boundary", default="0.5",
+                        help="mode temporal: where ref2 takes over: a fraction of the utterance (0.5), a phoneme "
+                             "index (7) or seconds (0.8s) (default: 0.5)")
+    parser.add_argument("--crossfade", type=float, default=0.1,
+                        help="mode temporal: crossfade width in seconds (default: 0.1)")
+    parser.add_argument("--pitch-mask", default="band", metavar="KIND",
+                        help=f"mode freq: {' or '.join(PITCH_MASKS)} (default: band)")
+    parser.add_argument("--freq-guidance", default="mask", metavar="HOW",
+                        help=f"mode freq: {', '.join(FREQ_GUIDANCE)} (default: mask)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0,
+                        help="classifier-free guidance scale against the null style; 1 = none (default: 1)")
+    parser.add_argument("--temperature", type=float, default=1.5,
+                        help="prior temperature: noise is eps / temperature (default: 1.5)")
+    parser.add_argument("--device", default="cpu", metavar="DEVICE", help=f"{' or '.join(DEVICES)} (default: cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # 1. Check everything that needs no model, so a typo costs no loading time
+    texts = _texts(args)
+    mode = args.mode or ("freq" if args.ref2 is not None else "none")
+    _check_choice("--mode", mode, MODES)
+    _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASKS)
+    _check_choice("--freq-guidance", args.freq_guidance, FREQ_GUIDANCE)
+    _check_choice("--device", args.device, DEVICES)
+    for option, path in (("--ref1", args.ref1), ("--ref2", args.ref2)):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be a positive number of denoising steps, got {args.steps}")
+    if args.out.suffix.lower() != ".wav":
+        raise ValueError(f"--out must name a .wav file, got {args.out}")
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        raise ValueError(f"--plot must name a .png file, got {args.plot}")
+    if args.model is None:
+        raise ValueError("--model is required (no default model is bundled yet): pass --model DIR, a pipeline "
+                         "folder written by save_pretrained, or a Hub id user/name")
+    boundary = _parse_boundary(args.boundary)
+
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
+
+    # 2. Load the pipeline
+    from melinterp.pipelines.hub import load_pipeline
+
+    pipe = load_pipeline(args.model, option="--model").to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+
+    # 3. One output per text
+    outputs = _numbered(args.out, len(texts)) if args.text_file is not None else [args.out]
+    plots = ([None] * len(texts) if args.plot is None
+             else _numbered(args.plot, len(texts)) if args.text_file is not None else [args.plot])
+    for text, out_path, plot_path in zip(texts, outputs, plots):
+        result = pipe(text, str(args.ref1), None if args.ref2 is None else str(args.ref2), mode=mode,
+                      alpha=args.alpha, boundary=boundary, crossfade=args.crossfade, pitch_mask=args.pitch_mask,
+                      freq_guidance=args.freq_guidance, num_inference_steps=args.steps,
+                      temperature=args.temperature, guidance_scale=args.guidance_scale,
+                      generator=torch.Generator(device=args.device).manual_seed(args.seed), output_type="np",
+                      return_attention=plot_path is not None)
+        num_frames = int(result.lengths[0])
+        audio = result.audios[0][: num_frames * pipe.feature_config.hop_length]
+        write_wav(out_path, audio, result.sample_rate)
+        print(f"wrote {out_path} ({len(audio) / result.sample_rate:.2f} s at {result.sample_rate} Hz)")
+        if plot_path is not None:
+            plot_result(result, plot_path, mode=mode, title=text)
+            print(f"wrote {plot_path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+def _texts(args: argparse.Namespace) -> list[str]:
+    if args.text is not None and args.text_file is not None:
+        raise ValueError("give the text either as an argument or with --text-file, not both")
+    if args.text_file is not None:
+        if not args.text_file.is_file():
+            raise FileNotFoundError(f"--text-file {args.text_file}: no such file")
+        lines = [line.strip() for line in args.text_file.read_text(encoding="utf-8").splitlines()]
+        texts = [line for line in lines if line]
+        if not texts:
+            raise ValueError(f"--text-file {args.text_file} has no non-empty line to speak")
+        return texts
+    if args.text is None:
+        raise ValueError('no text to speak: give it as an argument ("Hello there.") or with --text-file FILE')
+    if not args.text.strip():
+        raise ValueError(f"the text is empty (got {args.text!r}): give at least one word to speak")
+    return [args.text]
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _parse_boundary(text: str) -> float | int | str:
+    """'0.5' -> 0.5 (fraction), '7' -> 7 (phoneme index), '0.8s' -> '0.8s' (seconds), as the pipeline takes them."""
+    from melinterp.guidance import parse_boundary
+
+    value: float | int | str = text.strip()
+    try:
+        value = int(value)
+    except ValueError:
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    try:
+        parse_boundary(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--boundary {text!r}: {error}") from error
+    return value
+
+
+def _numbered(path: Path, count: int) -> list[Path]:
+    """out.wav -> [out_001.wav, out_002.wav, ...] (more digits past 999 lines)."""
+    width = max(3, len(str(count)))
+    return [path.with_name(f"{path.stem}_{i:0{width}d}{path.suffix}") for i in range(1, count + 1)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+def write_wav(path: Path, audio, sample_rate: int) -> Path:
+    """Write mono ``audio`` (N,) in [-1, 1] as 16-bit PCM, atomically; samples beyond full scale are clipped."""
+    import numpy as np
+    import soundfile
+
+    from melinterp.utils import atomic_path
+
+    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, samples, int(sample_rate), subtype="PCM_16", format="WAV")
+    return path
+
+
+def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0) -> Path:
+    """PNG, written atomically: the generated mel, the pitch mask (or routing map), and ref1's attention share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from melinterp.utils import atomic_path
+
+    num_frames = int(result.lengths[item])
+    panels = [("generated log-mel", result.mels, "magma", None)]
+    if result.pitch_mask is not None:
+        panels.append(("pitch mask of ref1", result.pitch_mask, "viridis", (0.0, 1.0)))
+    else:
+        panels.append(("routing map (weight of ref1)", result.routing_map, "viridis", (0.0, 1.0)))
+    panels.append(("attention share given to ref1", result.ref1_mass, "coolwarm", (0.0, 1.0)))
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), sharey=True)
+    for ax, (name, values, cmap, limits) in zip(axes, panels):
+        ax.set_title(name)
+        ax.set_xlabel("frame")
+        if values is None:
+            ax.text(0.5, 0.5, f"not used in mode {mode!r}", ha="center", va="center", transform=ax.transAxes)
+            continue
+        image = ax.imshow(values[item][:, :num_frames], origin="lower", aspect="auto", cmap=cmap,
+                          vmin=None if limits is None else limits[0], vmax=None if limits is None else limits[1])
+        fig.colorbar(image, ax=ax)
+    axes[0].set_ylabel("mel bin")
+    if title:
+        fig.suptitle(title if len(title) <= 90 else title[:87] + "...")
+    fig.tight_layout()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return path
