@@ -167,3 +167,12 @@ def test_load_pipeline_errors_name_the_cause(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"model someone/not-cached: could not load the pipeline from the Hugging "
                                          r"Face Hub \(LocalEntryNotFoundError: .*\)\. HF_HUB_OFFLINE is set"):
         load_pipeline("someone/not-cached", cache_dir=str(tmp_path / "cache"))
+
+
+def test_pipeline_push_to_hub_uploads_our_model_card(pipe, tmp_path):
+    api = FakeHubApi(tmp_path / "hub")
+    url = pipe.push_to_hub(REPO_ID, api=api, metrics={"mcd": 7.5})
+    assert url == f"https://huggingface.co/{REPO_ID}"
+    card = (tmp_path / "hub" / REPO_ID / "README.md").read_text()
+    assert card.startswith("---") and "library_name: melinterp" in card and 'mode="freq"' in card
+    assert (tmp_path / "hub" / REPO_ID / "model_index.json").is_file()

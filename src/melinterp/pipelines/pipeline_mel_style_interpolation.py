@@ -189,6 +189,19 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             components[name] = _load_component(folder, name, library, class_name, torch_dtype)
         return cls(**components)
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    commit_message: str = "Upload melinterp pipeline", training_log=None, metrics=None,
+                    api=None) -> str:
+        """Upload every component and a generated model card to the Hub repository ``repo_id`` ("user/name").
+
+        See `melinterp.pipelines.hub.push_pipeline_to_hub`; ``training_log`` (a trainer's ``logs/train.csv``) and
+        ``metrics`` go into the card. Returns the repository's URL.
+        """
+        from melinterp.pipelines.hub import push_pipeline_to_hub
+
+        return push_pipeline_to_hub(self, repo_id, private=private, token=token, commit_message=commit_message,
+                                    training_log=training_log, metrics=metrics, api=api)
+
     @classmethod
     def from_training_output(cls, directory: str | os.PathLike, *, vocoder: torch.nn.Module | None = None,
                              **components) -> MelStyleInterpolationPipeline:
