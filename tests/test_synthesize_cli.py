@@ -110,13 +110,15 @@ def test_a_failing_pipeline_leaves_no_file_and_keeps_the_old_one(model_dir, refs
 
     # Ctrl-C while the wav is half written: the old file stays as it was, no temporary file is left
     out.write_bytes(b"old")
-    real_write = soundfile.write
+    import melinterp.data.engines as engines
 
-    def interrupted_write(file, data, samplerate, **kwargs):
-        real_write(file, data[: len(data) // 2], samplerate, **kwargs)
+    real_write = engines.write_wav
+
+    def interrupted_write(path, audio, sample_rate):
+        real_write(path, audio[: len(audio) // 2], sample_rate)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(soundfile, "write", interrupted_write)
+    monkeypatch.setattr(engines, "write_wav", interrupted_write)
     assert main(args) == 130
     assert out.read_bytes() == b"old"
     assert leftovers(tmp_path) == []

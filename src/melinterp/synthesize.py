@@ -173,14 +173,11 @@ def _numbered(path: Path, count: int) -> list[Path]:
 
 def write_wav(path: Path, audio, sample_rate: int) -> Path:
     """Write mono ``audio`` (N,) in [-1, 1] as 16-bit PCM, atomically; samples beyond full scale are clipped."""
-    import numpy as np
-    import soundfile
-
+    from melinterp.data.engines import write_wav as write_pcm16_wav
     from melinterp.utils import atomic_path
 
-    samples = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
     with atomic_path(path) as tmp:
-        soundfile.write(tmp, samples, int(sample_rate), subtype="PCM_16", format="WAV")
+        write_pcm16_wav(tmp, audio, int(sample_rate))
     return path
 
 

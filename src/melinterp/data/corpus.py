@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from melinterp.utils import write_json
+
 SAMPLE_RATE = 22050
 TRIPLET_TOLERANCE = 0.25  # semitones: stop calibrating "B at A's pitch" once this close
 TRIPLET_MAX_RENDERS = 5  # renders of B at A's pitch, at most, per triplet
@@ -275,13 +277,6 @@ def f0_median(audio: np.ndarray, method: str) -> tuple[float, float]:
     return float(np.median(voiced)), float(voiced.size / f0.size)
 
 
-def _write_json(path: Path, record: dict) -> None:
-    from melinterp.utils import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -312,7 +307,7 @@ def _render(root: Path, wav: str, speaker: Speaker, text: str, gain_db: float, f
         "duration_s": round(audio.size / SAMPLE_RATE, 4), "f0_median_hz": round(median, 2),
         "voiced_fraction": round(voiced_fraction, 3), "f0_method": f0_method, **(extra or {}),
     }
-    _write_json(path.with_suffix(".json"), record)
+    write_json(path.with_suffix(".json"), record)
     return record, audio
 
 
@@ -543,7 +538,7 @@ def _render_triplet(task: tuple[Path, TripletPlan, str, bool]) -> dict:
         "far": abs(semitones(a_meta["f0_median_hz"], b_meta["f0_median_hz"])) >= FAR_SEMITONES,
         "f0_method": f0_method, "settings": settings,
     }
-    _write_json(record_path, record)
+    write_json(record_path, record)
     return record
 
 
@@ -703,7 +698,7 @@ def build_corpus(out: str | os.PathLike, config: CorpusConfig, *, seed: int = 0,
         "f0_method": config.f0_method,
         "triplet_f0_method": config.triplet_f0_method,
     }
-    _write_json(root / "corpus.json", corpus)
+    write_json(root / "corpus.json", corpus)
     return corpus
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
-from melinterp.utils import atomic_path
+from melinterp.utils import atomic_path, write_json
 
 CACHE_FORMAT = 1
 F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
@@ -58,12 +58,6 @@ def _public(config: dict[str, Any]) -> dict[str, Any]:
 def _read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as file:
         return json.load(file)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_path(path) as temp_path:
-        temp_path.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                             encoding="utf-8")
 
 
 def _file_sha1(path: Path) -> str:
@@ -164,7 +158,7 @@ class FeatureCache:
         }
         for file_name, settings in files.items():
             if not (self.cache_dir / file_name).is_file():
-                _write_json(self.cache_dir / file_name, settings)
+                write_json(self.cache_dir / file_name, settings)
 
     # -- keys and lookup --------------------------------------------------------------------------------------
 
@@ -445,7 +439,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, f
     finally:
         if pool is not None:
             pool.terminate()
-        _write_json(cache.cache_dir / INDEX_FILE, index)
+        write_json(cache.cache_dir / INDEX_FILE, index)
     return report
 
 
