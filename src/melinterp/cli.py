@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess": ("melinterp.data.features", "compute and cache mel, f0, energy and phoneme ids for a filelist"),
     "train": ("melinterp.training.command", "train the text encoder, style encoder and mel U-Net (accelerate)"),
     "synthesize": ("melinterp.synthesize", "speak text in a voice taken from, or interpolated between, two recordings"),
+    "evaluate": ("melinterp.evaluation.benchmark",
+                 "score every interpolation mode with independent judges on held-out voices"),
 }
 
 

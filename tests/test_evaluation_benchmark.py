@@ -1,0 +1,247 @@
+"""`melinterp evaluate`: every mode scored on held-out voices, report files, resuming, and readable errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import harmonic_tone, requires_espeak, requires_flite
+
+from melinterp.cli import main
+from melinterp.evaluation import benchmark
+from melinterp.evaluation.benchmark import MODE_ORDER, aggregate, load_pairs, report_markdown
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A hand-made corpus of tones (no engine needed) for the corpus reader and the errors
+# ---------------------------------------------------------------------------------------------------------------
+
+def _write_tone(path: Path, f0: float) -> None:
+    from melinterp.data.engines import write_wav
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, harmonic_tone(f0, seconds=0.5), 22050)
+
+
+def _tone_corpus(root: Path) -> Path:
+    """Two held-out speakers A (200 Hz) and B (120 Hz), two texts each; one triplet saying text 0."""
+    lines = []
+    for speaker, f0 in (("A", 200.0), ("B", 120.0)):
+        for text_id, text in enumerate(("Text zero.", "Text one.")):
+            _write_tone(root / "wavs" / speaker / f"t{text_id}.wav", f0)
+            lines.append(f"../wavs/{speaker}/t{text_id}.wav|{speaker}|{text}")
+    (root / "filelists").mkdir(parents=True)
+    (root / "filelists" / "heldout.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    for name, f0 in (("a", 200.0), ("b", 120.0), ("b_at_a", 200.0)):
+        _write_tone(root / "triplets" / "000" / f"{name}.wav", f0)
+    triplet = {"id": "000", "text": "Text zero.", "far": True,
+               "a": {"speaker": "A", "wav": "triplets/000/a.wav", "f0_median_hz": 200.0},
+               "b": {"speaker": "B", "wav": "triplets/000/b.wav", "f0_median_hz": 120.0},
+               "b_at_a_pitch": {"speaker": "B", "wav": "triplets/000/b_at_a.wav", "f0_median_hz": 200.0}}
+    (root / "triplets.jsonl").write_text(json.dumps(triplet) + "\n", encoding="utf-8")
+    return root
+
+
+def test_pairs_take_references_that_do_not_say_the_triplet_text(tmp_path):
+    corpus = _tone_corpus(tmp_path / "corpus")
+    (pair,) = load_pairs(corpus)
+    assert pair.id == "000" and pair.text == "Text zero."
+    # t0 says the triplet's text: the references must be the other utterance of each speaker
+    assert pair.ref1 == (corpus / "wavs" / "A" / "t1.wav").resolve()
+    assert pair.ref2 == (corpus / "wavs" / "B" / "t1.wav").resolve()
+    assert pair.b_at_a_wav == corpus / "triplets" / "000" / "b_at_a.wav"
+    assert pair.far  # 12 log2(200 / 120) = 8.8 semitones
+
+
+def test_bad_corpus_is_a_clear_error(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    assert main(["evaluate", "--model", str(model), "--corpus", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "out"), "--quick"]) == 1
+    assert "--corpus" in capsys.readouterr().err
+
+    corpus = _tone_corpus(tmp_path / "corpus")
+    (corpus / "triplets.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no triplets\.jsonl .*make-corpus"):
+        load_pairs(corpus)
+
+    corpus = _tone_corpus(tmp_path / "corpus2")
+    (corpus / "triplets.jsonl").write_text('{"text": "no voices"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 1: expected a triplet with keys a, b, b_at_a_pitch"):
+        load_pairs(corpus)
+
+    corpus = _tone_corpus(tmp_path / "corpus3")
+    heldout = corpus / "filelists" / "heldout.txt"
+    heldout.write_text("".join(line + "\n" for line in heldout.read_text().splitlines() if "|B|" not in line))
+    with pytest.raises(ValueError, match=r"speaker 'B' has no utterance in filelists/heldout.txt"):
+        load_pairs(corpus)
+
+
+def test_bad_model_is_a_clear_error(tmp_path, capsys):
+    corpus = _tone_corpus(tmp_path / "corpus")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["evaluate", "--model", str(empty), "--corpus", str(corpus), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "--model" in err and "model_index.json" in err and "training output" in err
+    assert main(["evaluate", "--model", str(tmp_path / "missing"), "--corpus", str(corpus), "--out",
+                 str(tmp_path / "out")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Aggregates and the table, on hand-written per-pair numbers
+# ---------------------------------------------------------------------------------------------------------------
+
+def _pair_numbers(far: bool, success: bool, pitch: float, timbre: float, mcd: float) -> dict:
+    transfer = {"pitch_transfer": pitch, "timbre_score": timbre, "success": success, "mcd": mcd,
+                "log_f0_rmse": 1.0}
+    return {"far": far, "modes": {
+        "none": {side: {"mcd": mcd, "log_f0_rmse": 2.0} for side in ("ref1", "ref2")},
+        **{name: dict(transfer) for name in benchmark.TRANSFER_MODES},
+        "temporal": {"pitch_transfer": pitch, "timbre_score": timbre, "success": success},
+        "mix": {"pitch_transfer": pitch, "timbre_score": timbre, "success": success, "f0_spearman": 1.0,
+                "similarity_ref2_spearman": 0.5, "timbre_spearman": timbre},
+    }}
+
+
+def test_aggregates_count_success_on_far_pairs_only():
+    pairs = [_pair_numbers(True, True, 1.0, 0.2, 6.0), _pair_numbers(True, False, 3.0, -0.1, 8.0),
+             _pair_numbers(False, True, 5.0, None, 10.0)]  # near pair: in the means, not in the success rate
+    table = aggregate(pairs)
+    assert set(table) == set(MODE_ORDER)
+    row = table["freq_mask"]
+    assert row["n_pairs"] == 3 and row["n_far_pairs"] == 2
+    assert row["success_rate"] == pytest.approx(0.5)
+    assert row["pitch_transfer"] == pytest.approx(3.0)
+    assert row["timbre_score"] == pytest.approx(0.05)  # None (undefined) is left out of the mean
+    assert row["mcd"] == pytest.approx(8.0)
+    assert table["none"]["mcd"] == pytest.approx(8.0) and table["none"]["success_rate"] is None
+    assert table["temporal"]["mcd"] is None  # no parallel ground truth for a temporal output
+    assert table["mix"]["f0_spearman"] == pytest.approx(1.0)
+
+    report = {"config": {"model": "m", "corpus": "c", "n_pairs": 3, "n_far_pairs": 2, "steps": 3, "seed": 0,
+                         "quick": True, "alphas": [0.0, 0.5, 1.0]}, "aggregates": table}
+    markdown = report_markdown(report)
+    assert "| freq_mask | 3 | 50 % | 3.00 | 0.050 | 8.00 | 1.000 |" in markdown
+    assert "| none | 3 | – | – | – | 8.00 | 2.000 |" in markdown
+    assert all(f"| {name} |" in markdown for name in MODE_ORDER)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# End to end: a tiny synthesised corpus, a tiny random pipeline
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """(corpus, model, out, exit code) after one ``melinterp evaluate --quick`` on a tiny make-corpus corpus."""
+    from melinterp.data.corpus import PRESETS, build_corpus
+    from melinterp.testing import tiny_pipeline
+
+    root = tmp_path_factory.mktemp("evaluate")
+    corpus, model, out = root / "corpus", root / "model", root / "out"
+    # the benchmark reads only held-out voices and triplets: one training utterance per seen speaker is enough
+    config = replace(PRESETS["tiny"], train_per_speaker=1, val_per_speaker=1)
+    build_corpus(corpus, config, seed=0, jobs=2, quiet=True)
+    tiny_pipeline(seed=0).save_pretrained(model)
+    code = main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), "--quick",
+                 "--max-pairs", "1", "--quiet"])
+    return corpus, model, out, code
+
+
+def _finite_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+
+
+@pytest.mark.slow
+@requires_espeak
+@requires_flite
+def test_quick_run_writes_the_report_for_every_mode(evaluated):
+    corpus, model, out, code = evaluated
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["quick"] is True and report["config"]["steps"] == benchmark.QUICK_STEPS
+    assert report["config"]["alphas"] == [0.0, 0.5, 1.0]
+    assert len(report["pairs"]) == 1
+    pair = report["pairs"][0]
+    assert set(pair["modes"]) == set(MODE_ORDER)
+    assert set(report["aggregates"]) == set(MODE_ORDER)
+    assert len(pair["modes"]["mix"]["sweep"]) == 3
+    temporal = pair["modes"]["temporal"]
+    assert 0 < temporal["boundary_frame"] < temporal["frames"]  # boundary 0.5: near the middle
+    assert abs(temporal["boundary_frame"] - temporal["frames"] / 2) <= 0.1 * temporal["frames"]
+    # references are real held-out speech: their pitch is defined, and the speaker judge can embed the outputs
+    assert math.isfinite(pair["ref1_semitones"]) and math.isfinite(pair["ref2_semitones"])
+    for name in benchmark.TRANSFER_MODES:
+        numbers = pair["modes"][name]
+        assert all(_finite_or_none(numbers[key]) for key in ("pitch_transfer", "timbre_score", "mcd"))
+        assert -2.0 <= numbers["similarity_ref1"] - 1 <= 0.0  # a cosine similarity
+        assert numbers["timbre_score"] == pytest.approx(numbers["similarity_ref2"] - numbers["similarity_ref1"])
+    for row in report["aggregates"].values():
+        assert row["n_pairs"] == 1
+        assert all(_finite_or_none(value) for value in row.values())
+    markdown = (out / "report.md").read_text()
+    assert all(f"| {name} |" in markdown for name in MODE_ORDER)
+    figures = sorted((out / "figures").glob("*.png"))
+    assert figures and all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in figures)
+
+
+@pytest.mark.slow
+@requires_espeak
+@requires_flite
+def test_rerun_skips_finished_work(evaluated, monkeypatch, capsys):
+    corpus, model, out, code = evaluated
+    assert code == 0
+    before = json.loads((out / "report.json").read_text())
+    from melinterp.pipelines import MelStyleInterpolationPipeline
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the pipeline ran again although its outputs are cached")
+
+    monkeypatch.setattr(MelStyleInterpolationPipeline, "__call__", fail)
+    (out / "report.json").unlink()
+    assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), "--quick",
+                 "--max-pairs", "1", "--quiet"]) == 0
+    after = json.loads((out / "report.json").read_text())
+    assert after["aggregates"] == before["aggregates"]
+
+    # the synthesised outputs are cached too: a lost per-pair result is measured again without synthesising
+    (pair_dir,) = [path for path in (out / "work").iterdir() if path.is_dir()]
+    (pair_dir / "result.json").unlink()
+    assert len(list(pair_dir.glob("*.npz"))) == 1 + 1 + len(benchmark.TRANSFER_MODES) + 1 + 3
+
+    # other settings cannot reuse the cache
+    assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), "--quick",
+                 "--max-pairs", "1", "--steps", "2", "--quiet"]) == 1
+    assert "pass another --out" in capsys.readouterr().err
+
+
+def test_synthesizer_cache_round_trips(tmp_path):
+    """A cached output reads back exactly as written, maps that were None stay None."""
+
+    class FakeFeatures:
+        hop_length = 4
+
+    class FakePipeline:
+        feature_config = FakeFeatures()
+        calls = 0
+
+        def __call__(self, text, ref1, ref2, **keywords):
+            FakePipeline.calls += 1
+            from types import SimpleNamespace
+
+            return SimpleNamespace(lengths=[3], audios=np.arange(20, dtype=np.float32)[None],
+                                   mels=np.ones((1, 80, 5), np.float32), routing_map=None, ref1_mass=None)
+
+    pair = benchmark.Pair("007", "text", *(tmp_path / name for name in ("a", "b", "c", "r1", "r2")), far=True)
+    synthesize = benchmark._Synthesizer(FakePipeline(), tmp_path / "work", steps=2, seed=0, device="cpu")
+    first = synthesize(pair, "freq_mask", pair.ref1, pair.ref2, mode="freq")
+    second = synthesize(pair, "freq_mask", pair.ref1, pair.ref2, mode="freq")
+    assert FakePipeline.calls == 1
+    np.testing.assert_array_equal(second["audio"], np.arange(12, dtype=np.float32))  # 3 frames x hop 4
+    assert second["mel"].shape == (80, 3) and second["routing_map"] is None and second["ref1_mass"] is None
+    np.testing.assert_array_equal(first["audio"], second["audio"])
