@@ -32,7 +32,11 @@ class SpeakerSimilarity:
         if self._encoder is None:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")  # pkg_resources / scipy deprecations from resemblyzer's imports
-                from resemblyzer import VoiceEncoder
+                try:
+                    from resemblyzer import VoiceEncoder
+                except ImportError:
+                    raise RuntimeError("speaker similarity needs the resemblyzer package: "
+                                       "pip install 'melinterp[eval]'") from None
 
                 self._encoder = VoiceEncoder(self.device, verbose=False)
         return self._encoder
