@@ -105,7 +105,7 @@ def plot(analysis: Analysis, path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     from melinterp.audio import hz_to_mel_bin
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_figure
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), sharey=True)
     axes[0].imshow(analysis.mel, origin="lower", aspect="auto", cmap="magma")
@@ -123,10 +123,7 @@ def plot(analysis: Analysis, path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def run(args: argparse.Namespace) -> int:

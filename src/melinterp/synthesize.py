@@ -188,7 +188,7 @@ def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_figure
 
     num_frames = int(result.lengths[item])
     panels = [("generated log-mel", result.mels, "magma", None)]
@@ -212,9 +212,4 @@ def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0
     if title:
         fig.suptitle(title if len(title) <= 90 else title[:87] + "...")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -29,6 +29,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as a PNG, atomically, and close it (also when saving fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
 def write_json(path: str | os.PathLike, value) -> None:
     """Write ``value`` as indented, key-sorted UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -399,7 +399,7 @@ def plot_pair(pair: Pair, synthesize: _Synthesizer, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from melinterp.audio import extract_f0
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_figure
 
     outputs = {name: synthesize(pair, name, pair.ref1, pair.ref2) for name in ("freq_mask", "temporal")}
     fig, axes = plt.subplots(2, 3, figsize=(16, 7))
@@ -425,12 +425,7 @@ def plot_pair(pair: Pair, synthesize: _Synthesizer, path: Path) -> Path:
             fig.colorbar(image, ax=ax)
     fig.suptitle(f"pair {pair.id}: {pair.text}")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=80)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 # --------------------------------------------------------------------------------------------------------------

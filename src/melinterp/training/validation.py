@@ -39,7 +39,7 @@ def plot_validation_mel(models, scheduler, item: dict[str, torch.Tensor], path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_figure
 
     generated = synthesize_mel(models, scheduler, item["phoneme_ids"], item["ref_mel"])
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
@@ -49,7 +49,4 @@ def plot_validation_mel(models, scheduler, item: dict[str, torch.Tensor], path: 
         ax.set_ylabel("mel bin")
     axes[1].set_xlabel("frame")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
