@@ -236,3 +236,12 @@ def test_import_is_light():
             "print(any(m in sys.modules for m in ('pyworld', 'resemblyzer', 'librosa')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_shared_alignment_gives_the_same_numbers():
+    from melinterp.evaluation import metrics
+
+    a, b = harmonic_tone(220.0, 0.8), harmonic_tone(247.0, 0.9)
+    alignment = metrics.align(a, b)
+    assert metrics.mcd(a, b, alignment=alignment) == metrics.mcd(a, b)
+    assert metrics.f0_metrics(a, b, alignment=alignment) == metrics.f0_metrics(a, b)

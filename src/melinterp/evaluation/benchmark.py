@@ -215,9 +215,15 @@ class _Judges:
 
     def parallel(self, audio, truth, *, f0: bool = True) -> dict:
         """MCD (dB) and, with ``f0``, log-f0 RMSE (semitones), f0 correlation and V/UV error against a parallel
-        ground truth (each aligns the two by DTW: about a second of CPU per call)."""
-        mcd = self._measure("MCD", self.metrics.mcd, audio, truth)
-        f0 = (self._measure("f0 metrics", self.metrics.f0_metrics, audio, truth) or {}) if f0 else {}
+        ground truth, from one WORLD analysis and DTW alignment of the two (about a second of CPU)."""
+        alignment = self._measure("DTW alignment", self.metrics.align, audio, truth)
+        mcd = f0_values = None
+        if alignment is not None:
+            mcd = self._measure("MCD", lambda: self.metrics.mcd(audio, truth, alignment=alignment))
+            if f0:
+                f0_values = self._measure("f0 metrics", lambda: self.metrics.f0_metrics(audio, truth,
+                                                                                        alignment=alignment))
+        f0 = f0_values or {}
         return {"mcd": math.nan if mcd is None else float(mcd),
                 **{key: float(f0.get(key, math.nan)) for key in ("log_f0_rmse", "f0_correlation", "vuv_error")}}
 

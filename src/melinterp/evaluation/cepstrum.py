@@ -154,12 +154,13 @@ def align(audio, reference, order: int = 24, config: FeatureConfig | None = None
     return f0_a, mcep_a, f0_b, mcep_b, ia, ib
 
 
-def mcd(audio_a, audio_b, order: int = 24, config: FeatureConfig | None = None) -> float:
+def mcd(audio_a, audio_b, order: int = 24, config: FeatureConfig | None = None, *, alignment=None) -> float:
     """Mel-cepstral distortion in dB between two waveforms, after DTW on their mel-cepstra.
 
     ``(10 / ln 10) * sqrt(2 * sum_{d>=1} (c_a,d - c_b,d)^2)`` averaged over the aligned frame pairs; c0 (loudness)
-    is excluded. 0 for a signal against itself.
+    is excluded. 0 for a signal against itself. ``alignment``: the result of `align` for the same two waveforms,
+    to share one WORLD analysis and DTW with `f0_metrics`.
     """
-    _, mcep_a, _, mcep_b, ia, ib = align(audio_a, audio_b, order, config)
+    _, mcep_a, _, mcep_b, ia, ib = alignment if alignment is not None else align(audio_a, audio_b, order, config)
     difference = mcep_a[ia, 1:] - mcep_b[ib, 1:]  # (K, order)
     return float(np.mean(MCD_SCALE * np.sqrt((difference ** 2).sum(axis=1))))

@@ -63,7 +63,7 @@ def pearson(x, y) -> float:
     return float(np.clip((x * y).sum() / norm, -1.0, 1.0))
 
 
-def f0_metrics(audio, reference, config: FeatureConfig | None = None) -> dict[str, float]:
+def f0_metrics(audio, reference, config: FeatureConfig | None = None, *, alignment=None) -> dict[str, float]:
     """How well ``audio`` follows the pitch of a parallel ``reference`` (same text), after DTW on mel-cepstra.
 
     Returns a dict of floats:
@@ -71,11 +71,12 @@ def f0_metrics(audio, reference, config: FeatureConfig | None = None) -> dict[st
         ``f0_correlation``: Pearson correlation of log f0 over the same frames (0.0 if either contour is flat).
         ``vuv_error``: share (0..1) of aligned frame pairs whose voicing disagrees.
         ``voiced_pairs``: how many aligned frame pairs are voiced in both (what the first two rest on).
-    Raises ValueError when no aligned pair is voiced in both.
+    Raises ValueError when no aligned pair is voiced in both. ``alignment``: the result of `align` for the same
+    two waveforms, to share one WORLD analysis and DTW with `mcd`.
     """
     check_speech(audio, _resolve_config(config), "audio")
     check_speech(reference, _resolve_config(config), "reference")
-    f0_a, _, f0_b, _, ia, ib = align(audio, reference, config=config)
+    f0_a, _, f0_b, _, ia, ib = alignment if alignment is not None else align(audio, reference, config=config)
     pitch_a, pitch_b = f0_a[ia], f0_b[ib]  # (K,) Hz along the path
     voiced_a, voiced_b = pitch_a > 0, pitch_b > 0
     both = voiced_a & voiced_b
