@@ -18,6 +18,7 @@ from melinterp.guidance import (
     NoiseTuningConfig,
     SingleReference,
     TemporalRouting,
+    VoiceWeights,
     boundary_frame,
     noise_tuning_loss,
     parse_boundary,
@@ -213,8 +214,7 @@ def test_mix_is_the_weighted_sum_of_single_reference_scores(pipe):
     strategy = MixGuidance(alpha=0.3)
     strategy.prepare(state)
     torch.testing.assert_close(strategy.score(state, x, t, 0), 0.7 * s1 + 0.3 * s2, atol=1e-5, rtol=1e-5)
-    blended = strategy.text_style_vector(state.ref1, state.ref2)
-    torch.testing.assert_close(blended, 0.7 * state.ref1.style_vector + 0.3 * state.ref2.style_vector)
+    assert strategy.voice_weights() == VoiceWeights(style=0.7, pitch=0.7)
 
 
 def test_dual_noise_with_routing_map_one_is_the_single_reference_score(pipe):

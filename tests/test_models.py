@@ -121,14 +121,15 @@ def text_inputs(config: dict, seed: int = 0):
     phoneme_ids = torch.randint(0, config["n_vocab"], (2, 9), generator=generator)
     phoneme_lengths = torch.tensor([9, 5])
     style_vector = torch.randn(2, config["style_dim"], generator=generator)
-    return phoneme_ids, phoneme_lengths, style_vector
+    pitch = torch.randn(2, config["pitch_dim"], generator=generator) * 0.5 if config.get("pitch_dim") else None
+    return phoneme_ids, phoneme_lengths, style_vector, pitch
 
 
 def test_text_encoder_shapes_and_masks(tiny):
     encoder = build(TextEncoder, tiny["text_encoder"])
-    phoneme_ids, phoneme_lengths, style_vector = text_inputs(tiny["text_encoder"])
+    phoneme_ids, phoneme_lengths, style_vector, pitch = text_inputs(tiny["text_encoder"])
     with torch.no_grad():
-        mu_x, log_durations, x_mask = encoder(phoneme_ids, phoneme_lengths, style_vector)
+        mu_x, log_durations, x_mask = encoder(phoneme_ids, phoneme_lengths, style_vector, pitch)
     assert mu_x.shape == (2, N_MELS, 9)
     assert log_durations.shape == (2, 1, 9)
     assert torch.equal(x_mask[:, 0], sequence_mask(phoneme_lengths, 9).float())
@@ -137,28 +138,28 @@ def test_text_encoder_shapes_and_masks(tiny):
 
 def test_text_encoder_ignores_padded_ids_and_padding_length(tiny):
     encoder = build(TextEncoder, tiny["text_encoder"])
-    phoneme_ids, phoneme_lengths, style_vector = text_inputs(tiny["text_encoder"])
+    phoneme_ids, phoneme_lengths, style_vector, pitch = text_inputs(tiny["text_encoder"])
     other_ids = phoneme_ids.clone()
     other_ids[1, 5:] = (phoneme_ids[1, 5:] + 7) % tiny["text_encoder"]["n_vocab"]
     with torch.no_grad():
-        mu_a, logw_a, _ = encoder(phoneme_ids, phoneme_lengths, style_vector)
-        mu_b, logw_b, _ = encoder(other_ids, phoneme_lengths, style_vector)
-        mu_alone, logw_alone, _ = encoder(phoneme_ids[1:, :5], phoneme_lengths[1:], style_vector[1:])
+        mu_a, logw_a, _ = encoder(phoneme_ids, phoneme_lengths, style_vector, pitch)
+        mu_b, logw_b, _ = encoder(other_ids, phoneme_lengths, style_vector, pitch)
+        mu_alone, logw_alone, _ = encoder(phoneme_ids[1:, :5], phoneme_lengths[1:], style_vector[1:], pitch[1:])
     torch.testing.assert_close(mu_a, mu_b, atol=1e-6, rtol=0)
     torch.testing.assert_close(logw_a, logw_b, atol=1e-6, rtol=0)
     torch.testing.assert_close(mu_a[1:, :, :5], mu_alone, atol=1e-5, rtol=0)
     torch.testing.assert_close(logw_a[1:, :, :5], logw_alone, atol=1e-5, rtol=0)
     # the style vector does condition the outputs
     with torch.no_grad():
-        mu_c, _, _ = encoder(phoneme_ids, phoneme_lengths, style_vector + 1.0)
+        mu_c, _, _ = encoder(phoneme_ids, phoneme_lengths, style_vector + 1.0, pitch)
     assert (mu_c - mu_a)[0].abs().max() > 1e-3
 
 
 def test_duration_loss_trains_predictor_and_style_but_not_text_features(tiny):
     encoder = build(TextEncoder, tiny["text_encoder"])
-    phoneme_ids, phoneme_lengths, style_vector = text_inputs(tiny["text_encoder"])
+    phoneme_ids, phoneme_lengths, style_vector, pitch = text_inputs(tiny["text_encoder"])
     style_vector.requires_grad_(True)
-    _, log_durations, _ = encoder(phoneme_ids, phoneme_lengths, style_vector)
+    _, log_durations, _ = encoder(phoneme_ids, phoneme_lengths, style_vector, pitch)
     log_durations.pow(2).sum().backward()
     assert encoder.duration_predictor.conv_1.weight.grad.abs().sum() > 0
     assert style_vector.grad.abs().sum() > 0  # speaking rate is part of the style
@@ -178,14 +179,37 @@ def test_relative_position_offsets_stay_within_the_window():
 
 def test_text_encoder_input_errors(tiny):
     encoder = build(TextEncoder, tiny["text_encoder"])
-    phoneme_ids, phoneme_lengths, style_vector = text_inputs(tiny["text_encoder"])
+    phoneme_ids, phoneme_lengths, style_vector, pitch = text_inputs(tiny["text_encoder"])
     n_vocab = tiny["text_encoder"]["n_vocab"]
     with pytest.raises(ValueError, match=rf"phoneme ids must lie in \[0, {n_vocab}\)"):
-        encoder(phoneme_ids + n_vocab, phoneme_lengths, style_vector)
+        encoder(phoneme_ids + n_vocab, phoneme_lengths, style_vector, pitch)
     with pytest.raises(ValueError, match=r"phoneme_lengths must lie in \[1, 9\]"):
-        encoder(phoneme_ids, torch.tensor([10, 5]), style_vector)
-    with pytest.raises(ValueError, match=r"style_vector must be \(2, 16\)"):
-        encoder(phoneme_ids, phoneme_lengths, style_vector[:, :8])
+        encoder(phoneme_ids, torch.tensor([10, 5]), style_vector, pitch)
+    with pytest.raises(ValueError, match=r"style_vector must be \(2, 16\) or per phoneme \(2, 16, 9\)"):
+        encoder(phoneme_ids, phoneme_lengths, style_vector[:, :8], pitch)
+    with pytest.raises(ValueError, match=r"conditioned on pitch: pass pitch \(2, 2\)"):
+        encoder(phoneme_ids, phoneme_lengths, style_vector)
+    with pytest.raises(ValueError, match=r"pitch must be \(2, 2\) or per phoneme \(2, 2, 9\)"):
+        encoder(phoneme_ids, phoneme_lengths, style_vector, pitch[:, :1])
+    unpitched = build(TextEncoder, dict(tiny["text_encoder"], pitch_dim=0))
+    with pytest.raises(ValueError, match="has no pitch condition"):
+        unpitched(phoneme_ids, phoneme_lengths, style_vector, pitch)
+
+
+def test_text_encoder_pitch_condition_and_per_phoneme_conditions(tiny):
+    """Pitch moves mu_x; a per-phoneme condition equal at every phoneme is the global one, and per-phoneme
+    conditions act on their own phonemes (the transformer then mixes neighbours, but the first phoneme changes
+    most when only it changes)."""
+    encoder = build(TextEncoder, tiny["text_encoder"])
+    phoneme_ids, phoneme_lengths, style_vector, pitch = text_inputs(tiny["text_encoder"])
+    with torch.no_grad():
+        mu, logw, _ = encoder(phoneme_ids, phoneme_lengths, style_vector, pitch)
+        mu_up, _, _ = encoder(phoneme_ids, phoneme_lengths, style_vector, pitch + 1.0)
+        per_phoneme = encoder(phoneme_ids, phoneme_lengths, style_vector.unsqueeze(-1).expand(-1, -1, 9),
+                              pitch.unsqueeze(-1).expand(-1, -1, 9))
+    assert (mu_up - mu)[0].abs().max() > 1e-3
+    torch.testing.assert_close(per_phoneme[0], mu, atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_phoneme[1], logw, atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------------- style encoder
@@ -402,7 +426,7 @@ def test_gradient_reaches_every_parameter(config_name):
     torch.nn.init.normal_(text_encoder.prenet.proj.weight, std=0.1)
     generator = torch.Generator().manual_seed(0)
 
-    phoneme_ids, phoneme_lengths, _ = text_inputs(config["text_encoder"])
+    phoneme_ids, phoneme_lengths, _, pitch = text_inputs(config["text_encoder"])
     ref_mask = sequence_mask(torch.tensor([23, 15]), 23).unsqueeze(1).float()
     style = style_encoder(torch.randn(2, N_MELS, 23, generator=generator), ref_mask)
     null = style_encoder.null_style(1, style.style_tokens.shape[1])  # classifier-free guidance dropout
@@ -410,7 +434,7 @@ def test_gradient_reaches_every_parameter(config_name):
     token_mask = torch.cat([style.token_mask[:1], null.token_mask])
     style_vector = torch.cat([style.style_vector[:1], null.style_vector])
 
-    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style_vector)
+    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style_vector, pitch)
     durations = torch.randint(1, 4, (2, 9), generator=generator) * x_mask[:, 0].long()
     y_mask = sequence_mask(durations.sum(1)).unsqueeze(1).float()
     mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T)

@@ -221,7 +221,7 @@ def test_noise_tuning_raises_ref1_mass_inside_the_pitch_mask(pipe):
     tuned_inside, tuned_gap = masses(run(pipe, "freq", freq_guidance="noise_tuning", tuning=tuning,
                                          return_attention=True))
     assert tuned_inside > untuned_inside + 0.002
-    assert tuned_gap > 0.004 and abs(untuned_gap) < 0.0005
+    assert tuned_gap > 0.004 and tuned_gap > 10 * abs(untuned_gap)
 
 
 def test_classifier_free_guidance(pipe, monkeypatch):

@@ -6,8 +6,13 @@ components ``["melinterp", ClassName]``: every component class is exported here.
 """
 
 import importlib
+import os
 
 __version__ = "0.1.0.dev0"
+
+#: the pipeline folder bundled with the package (trained on the synthetic default corpus; see its README.md):
+#: ``MelStyleInterpolationPipeline.from_pretrained(melinterp.DEFAULT_MODEL)`` works offline after installation
+DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 
 _EXPORTS = {
     "MelStyleInterpolationPipeline": "melinterp.pipelines",

@@ -406,6 +406,29 @@ def extract_f0(audio, config: FeatureConfig | None = None, method: str = "harves
     return _world_to_mel_frames(f0_world, num_frames)
 
 
+PITCH_FEATURES = 2  # length of `pitch_features`
+PITCH_REFERENCE_HZ = 150.0  # 0 octaves in `pitch_features`
+
+
+def pitch_features(f0) -> np.ndarray:
+    """A voice's pitch as two numbers: the median of its voiced f0 and the spread of its intonation.
+
+    Returns float32 ``[log2(median f0 / 150 Hz), std of log2 f0]`` over the voiced frames, both in octaves: the
+    text encoder's pitch condition (a model trained on voices at several pitches takes its pitch from here and
+    its timbre from the style reference). ``[0, 0]`` (150 Hz, flat) when nothing is voiced; callers that need a
+    real pitch check `voiced` themselves.
+
+    Args:
+        f0: (T,) Hz, 0 in unvoiced frames (a numpy array or tensor).
+    """
+    f0 = np.asarray(f0.detach().cpu() if isinstance(f0, torch.Tensor) else f0, dtype=np.float64).reshape(-1)
+    voiced = f0[np.isfinite(f0) & (f0 > 0)]
+    if voiced.size == 0:
+        return np.zeros(PITCH_FEATURES, np.float32)
+    octaves = np.log2(voiced / PITCH_REFERENCE_HZ)
+    return np.array([np.median(octaves), octaves.std()], np.float32)
+
+
 def _world_to_mel_frames(f0_world: np.ndarray, num_frames: int) -> np.ndarray:
     """Resample f0 from WORLD frames (at k * hop) to the T mel frame centres ((i + 0.5) * hop).
 

@@ -16,6 +16,7 @@ TINY_MODEL_CONFIG = {
         "n_mels": 80, "hidden_channels": 16, "filter_channels": 32, "n_heads": 2, "n_layers": 1, "kernel_size": 3,
         "p_dropout": 0.1, "window_size": 4, "style_dim": 16, "duration_predictor_channels": 16,
         "duration_predictor_kernel_size": 3, "prenet_kernel_size": 5, "prenet_layers": 3, "prenet_dropout": 0.5,
+        "pitch_dim": 2,
     },
     "style_encoder": {
         "n_mels": 80, "hidden_channels": 16, "style_dim": 16, "n_conv_layers": 1, "conv_kernel_size": 5,

@@ -4,6 +4,13 @@ Each item pairs an utterance with the mel of ANOTHER utterance of the same speak
 the voice, never the content: the reference says nothing about the words to be spoken. Which utterance serves
 as reference is drawn afresh for every (seed, epoch, index), reproducibly (call :meth:`set_epoch` each epoch).
 
+With ``reference_group_pattern`` the reference comes from a wider group: speakers whose names are equal once the
+pattern is removed. A corpus from ``melinterp make-corpus`` names its speakers ``<voice>_p<pitch>_s<rate>``, so
+the pattern ``_p[^_]+`` makes the reference the same voice at the same rate but at *any* of its pitches, while
+the item's ``pitch`` (`melinterp.audio.pitch_features` of the utterance itself) says which pitch to speak at. The
+model then has to take its pitch from ``pitch`` and its timbre from the reference: the two come apart, which is
+what mode "freq" asks of it.
+
 Items come from a feature cache built by ``melinterp preprocess`` (see :mod:`melinterp.data.features`); reading
 needs only torch, safetensors and numpy. :class:`SpeechStyleCollate` pads a list of items into a batch whose
 masks say which frames are real.
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -20,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from melinterp.audio import pitch_features
 from melinterp.data.features import FeatureCache
 from melinterp.data.filelists import Utterance, read_filelist
 from melinterp.utils import atomic_path
@@ -50,8 +59,9 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
     - ``phoneme_ids`` (L,) int64, interspersed with blanks as ``TextProcessor.encode`` gives them
     - ``mel`` (n_mels, T) float32 log-mel, ``f0`` (T,) float32 Hz (0 = unvoiced), ``energy`` (T,) float32
     - ``speaker_id`` int: position of the speaker in :attr:`speakers` (-1 for an unknown speaker, if allowed)
-    - ``ref_mel`` (n_mels, T_ref) float32: mel of another utterance of the same speaker, randomly cropped to
-      ``max_ref_frames`` when longer
+    - ``pitch`` (2,) float32: `melinterp.audio.pitch_features` of the utterance's f0
+    - ``ref_mel`` (n_mels, T_ref) float32: mel of another utterance of the same speaker (or reference group),
+      randomly cropped to ``max_ref_frames`` when longer
     - ``index``, ``ref_index`` int: dataset positions of the utterance and of its reference
 
     Args:
@@ -65,8 +75,11 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
         max_ref_frames: longest reference, frames; ``None`` keeps whole references.
         compute_missing: compute (and store) features missing from the cache instead of raising; needs the
             audio and text front ends.
+        reference_group_pattern: a regular expression; references come from any speaker whose name equals this
+            one's once every match is removed (module docstring). ``None``: the same speaker.
 
-    Speakers with a single utterance cannot give a distinct reference: they are left out with a warning.
+    Speakers (or groups) with a single utterance cannot give a distinct reference: they are left out with a
+    warning.
 
     Raises:
         ValueError: nothing is left, a speaker is unknown, or the cache has other settings.
@@ -77,7 +90,7 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
                  cache_dir: str | os.PathLike, *, feature_config=None, text_config=None,
                  f0_method: str | None = None, speakers: Sequence[str] | str | os.PathLike | None = None,
                  allow_unknown_speakers: bool = False, seed: int = 0, max_ref_frames: int | None = None,
-                 compute_missing: bool = False):
+                 compute_missing: bool = False, reference_group_pattern: str | None = None):
         if isinstance(filelist_or_utterances, (str, os.PathLike)):
             utterances = read_filelist(filelist_or_utterances)
         else:
@@ -85,7 +98,13 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
         if max_ref_frames is not None and (not isinstance(max_ref_frames, int) or max_ref_frames < 1):
             raise ValueError(f"max_ref_frames must be a positive number of frames or None, got {max_ref_frames!r}")
 
-        utterances = self._drop_single_utterance_speakers(utterances)
+        try:
+            pattern = None if reference_group_pattern is None else re.compile(reference_group_pattern)
+        except re.error as error:
+            raise ValueError(f"reference_group_pattern {reference_group_pattern!r} is not a regular expression: "
+                             f"{error}") from None
+        self._reference_group = (lambda name: name) if pattern is None else (lambda name: pattern.sub("", name))
+        utterances = self._drop_single_utterance_speakers(utterances, self._reference_group)
         if isinstance(speakers, (str, os.PathLike)):
             speakers = read_speakers(speakers)
         self.speakers: list[str] = sorted({u.speaker for u in utterances}) if speakers is None else list(speakers)
@@ -105,13 +124,14 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
         self.compute_missing = compute_missing
         self.cache = FeatureCache(cache_dir, feature_config, text_config, f0_method=f0_method)
 
-        # same-speaker groups: the references of item i are the other members of its group
+        # reference groups (the speaker, or the pattern's wider group): item i's references are the other members
         groups = defaultdict(list)
         self._position = []  # of each utterance in its group
         for index, utterance in enumerate(utterances):
-            self._position.append(len(groups[utterance.speaker]))
-            groups[utterance.speaker].append(index)
-        self._group = [groups[u.speaker] for u in utterances]
+            group = self._reference_group(utterance.speaker)
+            self._position.append(len(groups[group]))
+            groups[group].append(index)
+        self._group = [groups[self._reference_group(u.speaker)] for u in utterances]
 
         self._keys = [self.cache.find(utterance) for utterance in utterances]
         missing = [u for u, key in zip(utterances, self._keys) if key is None]
@@ -122,17 +142,17 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
             )
 
     @staticmethod
-    def _drop_single_utterance_speakers(utterances: list[Utterance]) -> list[Utterance]:
+    def _drop_single_utterance_speakers(utterances: list[Utterance], group_of) -> list[Utterance]:
         if not utterances:
             raise ValueError("the dataset got no utterances")
         counts = defaultdict(int)
         for utterance in utterances:
-            counts[utterance.speaker] += 1
+            counts[group_of(utterance.speaker)] += 1
         lonely = sorted(name for name, count in counts.items() if count == 1)
         if lonely:
-            warnings.warn(f"speakers with a single utterance cannot give a distinct style reference and are "
-                          f"left out: {', '.join(lonely)}", stacklevel=3)
-        kept = [u for u in utterances if counts[u.speaker] > 1]
+            warnings.warn(f"speakers (reference groups) with a single utterance cannot give a distinct style "
+                          f"reference and are left out: {', '.join(lonely)}", stacklevel=3)
+        kept = [u for u in utterances if counts[group_of(u.speaker)] > 1]
         if not kept:
             raise ValueError(f"no speaker has two or more utterances ({len(utterances)} utterances, "
                              f"{len(counts)} speakers): a style reference must be another utterance of the "
@@ -174,7 +194,7 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
         return torch.Generator().manual_seed(int(state))
 
     def reference_index(self, index: int, generator: torch.Generator) -> int:
-        """A random other utterance of the same speaker as ``index``."""
+        """A random other utterance of the same speaker (reference group) as ``index``."""
         group = self._group[index]
         draw = int(torch.randint(len(group) - 1, (1,), generator=generator))
         return group[draw + (draw >= self._position[index])]  # skip the utterance itself
@@ -195,6 +215,7 @@ class SpeechStyleDataset(torch.utils.data.Dataset):
             "mel": features["mel"],  # (n_mels, T)
             "f0": features["f0"],  # (T,)
             "energy": features["energy"],  # (T,)
+            "pitch": torch.from_numpy(pitch_features(features["f0"])),  # (2,)
             "speaker_id": self.speaker_ids[index],
             "ref_mel": ref_mel,  # (n_mels, T_ref)
             "index": index,
@@ -219,7 +240,8 @@ class SpeechStyleCollate:
     """Pad :class:`SpeechStyleDataset` items into a batch.
 
     Returns ``phoneme_ids`` (B, L) with ``phoneme_lengths`` (B,) and ``phoneme_mask`` (B, 1, L); ``mel``
-    (B, n_mels, T), ``f0`` and ``energy`` (B, T) with ``mel_lengths`` (B,) and ``mel_mask`` (B, 1, T); ``ref_mel``
+    (B, n_mels, T), ``f0`` and ``energy`` (B, T) with ``mel_lengths`` (B,) and ``mel_mask`` (B, 1, T); ``pitch``
+    (B, 2); ``ref_mel``
     (B, n_mels, T_ref) with ``ref_lengths`` and ``ref_mask`` (B, 1, T_ref); ``speaker_id``, ``index`` and
     ``ref_index`` (B,). Masks are float; padded positions are 0 everywhere (0 is also the pad id).
 
@@ -248,6 +270,7 @@ class SpeechStyleCollate:
             "mel": _pad_stack([item["mel"] for item in items], max_frames),  # (B, n_mels, T)
             "f0": _pad_stack([item["f0"] for item in items], max_frames),  # (B, T)
             "energy": _pad_stack([item["energy"] for item in items], max_frames),  # (B, T)
+            "pitch": torch.stack([item["pitch"] for item in items]),  # (B, 2)
             "mel_lengths": mel_lengths,
             "mel_mask": sequence_mask(mel_lengths, max_frames),  # (B, 1, T)
             "ref_mel": _pad_stack([item["ref_mel"] for item in items], int(ref_lengths.max())),

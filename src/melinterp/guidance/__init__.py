@@ -11,13 +11,13 @@
 | ``"dual_noise"``                      | `DualNoise`        |
 """
 
-from .base import Conditioning, GuidanceState, GuidanceStrategy, unet_score
+from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights, unet_score
 from .dual_noise import DUAL_NOISE_MAPS, DualNoise
 from .frequency import PITCH_MASK_KINDS, FrequencyRouting, ref1_pitch_mask
 from .mix import MixGuidance
 from .noise_tuning import NoiseTuning, NoiseTuningConfig, noise_tuning_loss
 from .single import SingleReference
-from .temporal import TemporalRouting, boundary_frame, parse_boundary, temporal_map
+from .temporal import TemporalRouting, boundary_frame, frame_weights, parse_boundary, temporal_map
 
 __all__ = [
     "DUAL_NOISE_MAPS",
@@ -30,9 +30,12 @@ __all__ = [
     "MixGuidance",
     "NoiseTuning",
     "NoiseTuningConfig",
+    "PhonemeTiming",
     "SingleReference",
     "TemporalRouting",
+    "VoiceWeights",
     "boundary_frame",
+    "frame_weights",
     "noise_tuning_loss",
     "parse_boundary",
     "ref1_pitch_mask",

@@ -3,6 +3,7 @@ the three points where the pipeline's loop calls a strategy.
 
 The pipeline's loop, with the calls in plain sight::
 
+    weights = strategy.voice_weights(timing)               # what the text encoder hears of each voice
     strategy.prepare(state)                               # routing map, pitch mask, keys (once)
     for i, t in enumerate(timesteps):
         x = strategy.adjust_sample(state, x, t, i)        # noise tuning acts here
@@ -68,6 +69,52 @@ class Conditioning:
         (tokens1, mask1), (tokens2, mask2) = pad(first), pad(second)
         return Conditioning(torch.cat([tokens1, tokens2]), torch.cat([mask1, mask2]),
                             torch.cat([first.style_vector, second.style_vector]))
+
+
+@dataclass
+class VoiceWeights:
+    """The weight of ref1 (ref2 gets the rest) in what the text encoder hears of the voice: its style vector
+    (rhythm, the prior's spectral envelope) and its pitch condition. Each a float for the whole utterance, or
+    (B, L) per phoneme id."""
+
+    style: float | torch.Tensor = 1.0
+    pitch: float | torch.Tensor = 1.0
+
+
+@dataclass
+class PhonemeTiming:
+    """Where each phoneme falls in time, for strategies whose voice changes along the utterance.
+
+    Args:
+        durations: (B, L) frames per phoneme id.
+        lengths: (B,) frames per item.
+        phoneme_counts: symbols in each item's phoneme string.
+        add_blank: ids interleave blanks (symbol k is id 2k + 1).
+        frames_per_second: sample_rate / hop_length.
+    """
+
+    durations: torch.Tensor
+    lengths: torch.Tensor
+    phoneme_counts: list[int]
+    add_blank: bool
+    frames_per_second: float
+
+    def per_phoneme(self, frame_weights: list[torch.Tensor]) -> torch.Tensor:
+        """Average per-item frame weights ((T_b,) each) over each phoneme's frames -> (B, L).
+
+        A phoneme id with no frames (a blank the duration predictor skipped) takes the weight of its first frame
+        position, so it never leaves the range of its neighbours.
+        """
+        rows = []
+        for b, weights in enumerate(frame_weights):
+            durations = self.durations[b].long()  # (L,)
+            ends = durations.cumsum(0)
+            starts = ends - durations
+            cumulative = torch.cat([weights.new_zeros(1), weights.cumsum(0)])  # (T_b + 1,)
+            sums = cumulative[ends] - cumulative[starts]
+            first = weights[starts.clamp(max=weights.numel() - 1)]
+            rows.append(torch.where(durations > 0, sums / durations.clamp(min=1), first))
+        return torch.stack(rows)  # (B, L)
 
 
 @dataclass
@@ -145,9 +192,13 @@ class GuidanceStrategy:
     #: whether the conditional call's keys are [ref1 ; ref2], so the ref1 mass means something
     captures_ref1_mass: bool = False
 
-    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
-        """(B, style_dim) style vector for the text encoder (durations, mu_y). Default: ref1's."""
-        return ref1.style_vector
+    #: whether `voice_weights` reads the phoneme timing (the pipeline then runs the text encoder a second time,
+    #: keeping the first run's durations, with the weights that timing gives)
+    weights_follow_time: bool = False
+
+    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+        """Weight of ref1 in the text encoder's style vector and pitch condition. Default: ref1 alone."""
+        return VoiceWeights(1.0, 1.0)
 
     def prepare(self, state: GuidanceState) -> None:
         """Build `state.conditioning` (and routing map / pitch mask where the strategy has them)."""

@@ -8,8 +8,8 @@ With ``merge_step = k > 0`` the run starts from two prior samples: x (ref1's) fo
 trajectory x2 follows s2 alone (stepped by a copy of the scheduler) for the first k steps; at step k they are
 merged, ``x = R * x + (1 - R) * x2``, and the composed score takes over.
 
-The text encoder's style vector follows the map: ref2's for ``map="freq"`` (as in mode "freq"), the equal blend
-for ``map="temporal"`` (as in mode "temporal").
+What the text encoder hears follows the map: ref1's pitch with ref2's style vector for ``map="freq"`` (as in
+mode "freq"), each phoneme its own side's voice for ``map="temporal"`` (as in mode "temporal").
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ import copy
 
 import torch
 
-from melinterp.models.style_encoder import StyleEncoderOutput
-
-from .base import Conditioning, GuidanceState, GuidanceStrategy, unet_score
+from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights, unet_score
 from .frequency import PITCH_MASK_KINDS, ref1_pitch_mask
-from .temporal import parse_boundary, temporal_map
+from .temporal import frame_weights, parse_boundary, temporal_map
 
 DUAL_NOISE_MAPS = ("freq", "temporal")
 
@@ -53,11 +51,15 @@ class DualNoise(GuidanceStrategy):
         self.merge_step = int(merge_step)
         self.needs_f0 = routing == "freq"
         self.needs_second_noise = self.merge_step > 0
+        self.weights_follow_time = routing == "temporal"
 
-    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
+    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
         if self.routing == "freq":
-            return ref2.style_vector
-        return 0.5 * (ref1.style_vector + ref2.style_vector)
+            return VoiceWeights(style=0.0, pitch=1.0)
+        if timing is None:
+            return VoiceWeights(0.5, 0.5)
+        weights = timing.per_phoneme(frame_weights(self.boundary, self.crossfade, timing))  # (B, L)
+        return VoiceWeights(weights, weights)
 
     def prepare(self, state: GuidanceState) -> None:
         if self.routing == "freq":

@@ -9,8 +9,9 @@ R = P, so cells inside the mask listen to ref1's tokens and all others to ref2's
   sampling, so the contour is **ref1's voiced f0 contour (unvoiced frames dropped) stretched to T** (nearest
   frame): every generated frame gets harmonics that follow ref1's intonation in time.
 
-The text encoder (durations, mu_y) and the U-Net's global vector get ref2's style vector: rhythm and energy
-belong to "everything else". ``freq_guidance="none"`` keeps the keys [ref1 ; ref2] and the mask but adds no bias:
+The text encoder gets ref1's pitch condition and ref2's style vector (rhythm and spectral envelope belong to
+"everything else"), so the prior mean mu_y -- which sets the pitch of the output -- is ref2's voice at ref1's
+pitch; the U-Net's global vector is ref2's. ``freq_guidance="none"`` keeps the keys [ref1 ; ref2] and the mask but adds no bias:
 the ablation baseline.
 """
 
@@ -19,9 +20,7 @@ from __future__ import annotations
 import torch
 
 from melinterp.models.attention_processors import RoutingSpec, frequency_routing_map
-from melinterp.models.style_encoder import StyleEncoderOutput
-
-from .base import Conditioning, GuidanceState, GuidanceStrategy
+from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights
 
 PITCH_MASK_KINDS = ("band", "harmonic")
 
@@ -58,8 +57,8 @@ class FrequencyRouting(GuidanceStrategy):
             raise ValueError(f"pitch_mask must be one of {', '.join(PITCH_MASK_KINDS)}, got {pitch_mask!r}")
         self.pitch_mask, self.strength, self.route = pitch_mask, float(strength), route
 
-    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
-        return ref2.style_vector
+    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+        return VoiceWeights(style=0.0, pitch=1.0)
 
     def prepare(self, state: GuidanceState) -> None:
         state.pitch_mask = ref1_pitch_mask(state, self.pitch_mask)  # (B, n_mels, T)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from melinterp.models.style_encoder import StyleEncoderOutput
-
-from .base import Conditioning, GuidanceState, GuidanceStrategy, unet_score
+from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights, unet_score
 
 
 class MixGuidance(GuidanceStrategy):
     """Scores under ref1 and under ref2 (one U-Net call of 2B), combined with weight `alpha` on ref2.
 
-    The text encoder (durations, mu_y) gets the blended style vector ``(1 - alpha) v1 + alpha v2``; each U-Net
+    The text encoder (durations, mu_y) gets the blended style vector ``(1 - alpha) v1 + alpha v2`` and the blended
+    pitch condition (log-f0 median and spread, so the pitch moves geometrically from ref1's to ref2's); each U-Net
     branch gets its own reference's vector, so alpha = 0 is exactly mode "none" with ref1 and alpha = 1 with ref2.
 
     Args:
@@ -24,8 +23,8 @@ class MixGuidance(GuidanceStrategy):
     def __init__(self, alpha: float):
         self.alpha = float(alpha)
 
-    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
-        return (1.0 - self.alpha) * ref1.style_vector + self.alpha * ref2.style_vector
+    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+        return VoiceWeights(1.0 - self.alpha, 1.0 - self.alpha)
 
     def prepare(self, state: GuidanceState) -> None:
         state.conditioning = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))

@@ -21,9 +21,7 @@ import numbers
 import torch
 
 from melinterp.models.attention_processors import RoutingSpec, temporal_routing_map
-from melinterp.models.style_encoder import StyleEncoderOutput
-
-from .base import Conditioning, GuidanceState, GuidanceStrategy
+from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights
 
 
 def parse_boundary(boundary) -> tuple[str, float]:
@@ -83,6 +81,18 @@ def boundary_frame(boundary, durations: torch.Tensor, num_frames: int, frames_pe
     return float(durations[:first_id].sum()) if value < num_symbols else float(num_frames)
 
 
+def frame_weights(boundary, crossfade: float, timing: PhonemeTiming) -> list[torch.Tensor]:
+    """Per item, (T_b,) weight of ref1 per frame: the temporal routing map's profile over time."""
+    weights = []
+    for b, num_symbols in enumerate(timing.phoneme_counts):
+        num_frames = int(timing.lengths[b])
+        frame = boundary_frame(boundary, timing.durations[b], num_frames, timing.frames_per_second, num_symbols,
+                               timing.add_blank)
+        profile = temporal_routing_map(num_frames, frame, crossfade=crossfade * timing.frames_per_second, n_mels=1)
+        weights.append(profile[0, 0].to(timing.durations.device))  # (T_b,)
+    return weights
+
+
 def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tensor:
     """(B, n_mels, T) routing map: 1 (ref1) before each item's boundary, 0 (ref2) after, crossfade in seconds."""
     n_mels, num_frames = state.mu_y.shape[1], state.num_frames
@@ -102,8 +112,10 @@ def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tens
 class TemporalRouting(GuidanceStrategy):
     """Keys = [ref1 ; ref2]; routing bias from a map over time.
 
-    The text encoder and the U-Net's global vector get the equal blend ``(v1 + v2) / 2``: rhythm is one for the
-    whole utterance, and the routing map does the split in time.
+    The text encoder hears each phoneme in the voice of its side of the boundary: style vector and pitch
+    condition are weighted per phoneme by the routing map's mean over the phoneme's frames, so each part's prior
+    mean has its own reference's pitch and envelope. Durations stay those of the equal blend ``(v1 + v2) / 2``
+    (they decide where the boundary falls); the U-Net's global vector is that blend too.
 
     Args:
         boundary: see the module docstring.
@@ -118,13 +130,18 @@ class TemporalRouting(GuidanceStrategy):
         parse_boundary(boundary)
         self.boundary, self.crossfade, self.strength = boundary, float(crossfade), float(strength)
 
-    def text_style_vector(self, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput | None) -> torch.Tensor:
-        return 0.5 * (ref1.style_vector + ref2.style_vector)
+    weights_follow_time = True
+
+    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+        if timing is None:  # the first pass, which decides the durations
+            return VoiceWeights(0.5, 0.5)
+        weights = timing.per_phoneme(frame_weights(self.boundary, self.crossfade, timing))  # (B, L)
+        return VoiceWeights(weights, weights)
 
     def prepare(self, state: GuidanceState) -> None:
         state.routing_map = temporal_map(state, self.boundary, self.crossfade)  # (B, n_mels, T)
         routing = RoutingSpec(state.pad_map(state.routing_map), num_ref1_tokens=state.ref1.style_tokens.shape[1],
                               strength=self.strength)
-        vector = self.text_style_vector(state.ref1, state.ref2)
+        vector = 0.5 * (state.ref1.style_vector + state.ref2.style_vector)
         state.conditioning = Conditioning.two_references(state.ref1, state.ref2, vector)
         state.conditioning.cross_attention_kwargs = {"routing": routing}

@@ -8,6 +8,13 @@ the reference recording plays that role (projected to the hidden width and added
 ``mu_x`` and the durations depend on the voice. The duration predictor also gets its own projection of the style
 vector, not detached, so the duration loss can teach the style encoder the speaking rate.
 
+**Pitch is a condition of its own** (``pitch_dim > 0``): `melinterp.audio.pitch_features` of a voice (median
+log-f0 and its spread, in octaves) is projected and added beside the style vector. Trained with style references
+of the same voice at *other* pitches, the model learns to take the pitch from this condition and the timbre from
+the reference, and the prior mean ``mu_x`` -- which is what sets the pitch of the output -- can then be asked for
+one voice's timbre at another's pitch. Both conditions may also be given per phoneme, (B, C, L): mode "temporal"
+hands the phonemes before its boundary one voice and those after it the other.
+
 Every layer multiplies by ``x_mask`` before mixing positions (convolutions) and attention ignores padded keys,
 so padded phoneme ids never change the outputs on real phonemes.
 """
@@ -196,6 +203,7 @@ class TextEncoder(ModelMixin, ConfigMixin):
         duration_predictor_channels: width of the duration predictor.
         duration_predictor_kernel_size: its convolution kernel.
         prenet_kernel_size, prenet_layers, prenet_dropout: the convolutional pre-net.
+        pitch_dim: size of the pitch condition (`melinterp.audio.PITCH_FEATURES`), 0 for none.
     """
 
     @register_to_config
@@ -216,12 +224,14 @@ class TextEncoder(ModelMixin, ConfigMixin):
         prenet_kernel_size: int = 5,
         prenet_layers: int = 3,
         prenet_dropout: float = 0.5,
+        pitch_dim: int = 0,
     ):
         super().__init__()
         self.embedding = nn.Embedding(n_vocab, hidden_channels)
         nn.init.normal_(self.embedding.weight, 0.0, hidden_channels**-0.5)
         self.prenet = ConvReluNormPrenet(hidden_channels, prenet_kernel_size, prenet_layers, prenet_dropout)
         self.style_proj = nn.Linear(style_dim, hidden_channels)
+        self.pitch_proj = nn.Linear(pitch_dim, hidden_channels) if pitch_dim else None
         self.encoder = RelativePositionTransformer(
             hidden_channels, filter_channels, n_heads, n_layers, kernel_size, p_dropout, window_size
         )
@@ -232,14 +242,17 @@ class TextEncoder(ModelMixin, ConfigMixin):
         )
 
     def forward(
-        self, phoneme_ids: torch.Tensor, phoneme_lengths: torch.Tensor, style_vector: torch.Tensor
+        self, phoneme_ids: torch.Tensor, phoneme_lengths: torch.Tensor, style_vector: torch.Tensor,
+        pitch: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode a batch of phoneme sequences.
 
         Args:
             phoneme_ids: (B, L) long ids in ``[0, n_vocab)``; values past each length are ignored.
             phoneme_lengths: (B,) number of real phonemes per item (1..L).
-            style_vector: (B, style_dim) global style of the reference voice.
+            style_vector: (B, style_dim) global style of the reference voice, or (B, style_dim, L) per phoneme.
+            pitch: (B, pitch_dim) pitch condition (`melinterp.audio.pitch_features`), or (B, pitch_dim, L) per
+                phoneme; required when ``pitch_dim > 0``, refused otherwise.
 
         Returns:
             mu_x: (B, n_mels, L) prior mean per phoneme (zero on padding).
@@ -248,7 +261,7 @@ class TextEncoder(ModelMixin, ConfigMixin):
                 vector (its loss does reach the style encoder).
             x_mask: (B, 1, L) float, 1 on real phonemes.
         """
-        self._check_inputs(phoneme_ids, phoneme_lengths, style_vector)
+        self._check_inputs(phoneme_ids, phoneme_lengths, style_vector, pitch)
         length = phoneme_ids.shape[1]
         hidden_channels = self.config.hidden_channels
         x_mask = sequence_mask(phoneme_lengths, length).unsqueeze(1).to(self.embedding.weight.dtype)  # (B, 1, L)
@@ -256,17 +269,20 @@ class TextEncoder(ModelMixin, ConfigMixin):
         x = self.embedding(phoneme_ids) * math.sqrt(hidden_channels)  # (B, L, C)
         x = x.transpose(1, 2) * x_mask  # (B, C, L)
         x = self.prenet(x, x_mask)
-        x = (x + self.style_proj(style_vector).unsqueeze(-1)) * x_mask
+        condition = _per_phoneme(self.style_proj, style_vector)
+        if self.pitch_proj is not None:
+            condition = condition + _per_phoneme(self.pitch_proj, pitch)
+        x = (x + condition) * x_mask
         x = self.encoder(x, x_mask)  # (B, C, L)
 
         mu_x = self.proj_mu(x) * x_mask  # (B, n_mels, L)
         # Grad-TTS: the duration loss must not shape the text features, but it may shape the style (speaking rate)
-        duration_input = (x.detach() + self.duration_style_proj(style_vector).unsqueeze(-1)) * x_mask
+        duration_input = (x.detach() + _per_phoneme(self.duration_style_proj, style_vector)) * x_mask
         log_durations = self.duration_predictor(duration_input, x_mask)  # (B, 1, L)
         return mu_x, log_durations, x_mask
 
     def _check_inputs(self, phoneme_ids: torch.Tensor, phoneme_lengths: torch.Tensor,
-                      style_vector: torch.Tensor) -> None:
+                      style_vector: torch.Tensor, pitch: torch.Tensor | None) -> None:
         if phoneme_ids.ndim != 2:
             raise ValueError(f"phoneme_ids must be (B, L), got shape {tuple(phoneme_ids.shape)}")
         if phoneme_ids.dtype not in (torch.int64, torch.int32):
@@ -282,7 +298,25 @@ class TextEncoder(ModelMixin, ConfigMixin):
                 f"phoneme ids must lie in [0, {n_vocab}), got min {int(phoneme_ids.min())} "
                 f"and max {int(phoneme_ids.max())}"
             )
-        if style_vector.shape != (batch, self.config.style_dim):
-            raise ValueError(
-                f"style_vector must be ({batch}, {self.config.style_dim}), got shape {tuple(style_vector.shape)}"
-            )
+        _check_condition("style_vector", style_vector, batch, self.config.style_dim, length)
+        pitch_dim = self.config.pitch_dim
+        if pitch_dim and pitch is None:
+            raise ValueError(f"this text encoder is conditioned on pitch: pass pitch ({batch}, {pitch_dim}) "
+                             f"(melinterp.audio.pitch_features of the voice)")
+        if not pitch_dim and pitch is not None:
+            raise ValueError("this text encoder has no pitch condition (pitch_dim 0): leave pitch out")
+        if pitch is not None:
+            _check_condition("pitch", pitch, batch, pitch_dim, length)
+
+
+def _per_phoneme(projection: nn.Linear, condition: torch.Tensor) -> torch.Tensor:
+    """Project a (B, D) or per-phoneme (B, D, L) condition to (B, C, 1) or (B, C, L)."""
+    if condition.ndim == 2:
+        return projection(condition).unsqueeze(-1)
+    return projection(condition.transpose(1, 2)).transpose(1, 2)
+
+
+def _check_condition(name: str, value: torch.Tensor, batch: int, dim: int, length: int) -> None:
+    if tuple(value.shape) not in ((batch, dim), (batch, dim, length)):
+        raise ValueError(f"{name} must be ({batch}, {dim}) or per phoneme ({batch}, {dim}, {length}), got shape "
+                         f"{tuple(value.shape)}")

@@ -39,7 +39,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from melinterp.audio import AudioError, FeatureConfig, load_audio, mel_spectrogram
+from melinterp.audio import AudioError, FeatureConfig, load_audio, mel_spectrogram, pitch_features
 from melinterp.guidance import (
     DUAL_NOISE_MAPS,
     PITCH_MASK_KINDS,
@@ -50,8 +50,10 @@ from melinterp.guidance import (
     MixGuidance,
     NoiseTuning,
     NoiseTuningConfig,
+    PhonemeTiming,
     SingleReference,
     TemporalRouting,
+    VoiceWeights,
     parse_boundary,
 )
 from melinterp.models.attention_processors import AttentionStore, install_processors
@@ -66,6 +68,7 @@ MODES = ("none", "mix", "temporal", "freq", "dual_noise")
 FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
 OUTPUT_TYPES = ("np", "pt", "mel")
 TWO_REFERENCE_MODES = tuple(m for m in MODES if m != "none")
+REFERENCE_F0_METHOD = "dio"  # fast, and what `melinterp preprocess --f0-method dio` caches for training
 # libraries a model_index.json entry may name: importing them runs only code this process already trusts
 _LOADABLE_LIBRARIES = ("melinterp", "diffusers")
 
@@ -317,20 +320,39 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         for b, item_ids in enumerate(phoneme_ids):
             ids[b, : len(item_ids)] = torch.tensor(item_ids)
 
-        # 3. Encode references: style tokens (B, S, C), token masks (B, S), style vectors (B, style_dim)
+        # 3. Encode references: style tokens (B, S, C), token masks (B, S), style vectors (B, style_dim); f0
         ref1_waves = self._load_references(ref1, "ref1", batch_size)
         ref1_style = self._encode_references(ref1_waves)
-        ref2_style = None
+        ref2_waves = ref2_style = None
         if strategy.num_references == 2:
-            ref2_style = self._encode_references(self._load_references(ref2, "ref2", batch_size))
+            ref2_waves = self._load_references(ref2, "ref2", batch_size)
+            ref2_style = self._encode_references(ref2_waves)
         null_style = self.style_encoder.null_style(batch_size, 1)
-        ref1_f0 = self._extract_f0(ref1_waves) if strategy.needs_f0 else None
+        takes_pitch = self.text_encoder.config.pitch_dim > 0
+        ref1_f0 = self._extract_f0(ref1_waves) if strategy.needs_f0 or takes_pitch else None
+        pitch1 = pitch2 = None
+        if takes_pitch:
+            pitch1 = self._pitch_condition(ref1_f0, "ref1")
+            if ref2_waves is not None:
+                pitch2 = self._pitch_condition(self._extract_f0(ref2_waves), "ref2")
 
-        # 4. Durations -> mu_y (B, n_mels, T_max), frame mask (B, 1, T_max)
-        text_style = strategy.text_style_vector(ref1_style, ref2_style)  # (B, style_dim)
-        mu_x, log_durations, x_mask = self.text_encoder(ids, id_lengths, text_style)
+        # 4. Durations -> mu_y (B, n_mels, T_max), frame mask (B, 1, T_max). The text encoder hears the voice the
+        #    strategy asks for (style vector and pitch condition, each a blend of the two references); a strategy
+        #    whose voice changes in time gets a second pass, per phoneme, with the first pass's durations.
+        def encode_text(weights: VoiceWeights):
+            style_vector = _blend(weights.style, ref1_style.style_vector,
+                                  None if ref2_style is None else ref2_style.style_vector)
+            pitch = None if pitch1 is None else _blend(weights.pitch, pitch1, pitch2)
+            return self.text_encoder(ids, id_lengths, style_vector, pitch)
+
+        mu_x, log_durations, x_mask = encode_text(strategy.voice_weights())
         durations = durations_from_log(log_durations, x_mask, length_scale)  # (B, L) frames per phoneme id
         lengths = durations.sum(1)  # (B,)
+        if strategy.weights_follow_time:
+            timing = PhonemeTiming(durations, lengths, [len(p) for p in phonemes],
+                                   bool(self.text_processor.config.config.add_blank),
+                                   self.feature_config.sample_rate / self.feature_config.hop_length)
+            mu_x, _, _ = encode_text(strategy.voice_weights(timing))
         y_mask = sequence_mask(lengths).unsqueeze(1).to(dtype)  # (B, 1, T_max)
         mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T_max)
 
@@ -534,10 +556,24 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         return self.style_encoder(ref_mel, ref_mask)
 
     def _extract_f0(self, waves: list[np.ndarray]) -> list[np.ndarray]:
+        """f0 (T_ref,) of each reference, by WORLD's DIO + StoneMask (the estimator the training cache uses)."""
         from melinterp.audio import extract_f0
 
         cache = {}
-        return [cache.setdefault(id(w), extract_f0(w, self.feature_config)) for w in waves]
+        for wave in waves:
+            if id(wave) not in cache:
+                cache[id(wave)] = extract_f0(wave, self.feature_config, method=REFERENCE_F0_METHOD)
+        return [cache[id(wave)] for wave in waves]
+
+    def _pitch_condition(self, f0s: list[np.ndarray], name: str) -> torch.Tensor:
+        """(B, 2) `pitch_features` of each reference; an AudioError when a reference has no voiced frame."""
+        for b, f0 in enumerate(f0s):
+            if not np.any(f0 > 0):
+                where = f"{name}[{b}]" if len(f0s) > 1 else name
+                raise AudioError(f"{where}: no voiced frame found, so its pitch cannot be taken: give a recording "
+                                 f"of voiced speech (not whispered, not noise)")
+        return torch.from_numpy(np.stack([pitch_features(f0) for f0 in f0s])).to(self._execution_device,
+                                                                                 self.text_encoder.dtype)
 
     def _item_generators(self, generator, batch_size: int) -> list[torch.Generator]:
         """One generator per item, each seeded from the given generator(s) (or torch's global one)."""
@@ -591,6 +627,21 @@ def _equal_length_groups(lengths: torch.Tensor) -> list[tuple[list[int], int]]:
 def _select(style: StyleEncoderOutput, index: torch.Tensor) -> StyleEncoderOutput:
     return StyleEncoderOutput(style_tokens=style.style_tokens[index], token_mask=style.token_mask[index],
                               style_vector=style.style_vector[index])
+
+
+def _blend(weight, first: torch.Tensor, second: torch.Tensor | None) -> torch.Tensor:
+    """``w * first + (1 - w) * second`` for (B, D) conditions: a float weight gives (B, D), a (B, L) weight per
+    phoneme gives (B, D, L). With no second reference the first is returned as it is."""
+    if second is None:
+        return first
+    if isinstance(weight, torch.Tensor):
+        weight = weight.to(first).unsqueeze(1)  # (B, 1, L)
+        return weight * first.unsqueeze(-1) + (1.0 - weight) * second.unsqueeze(-1)  # (B, D, L)
+    if weight == 1.0:
+        return first
+    if weight == 0.0:
+        return second
+    return weight * first + (1.0 - weight) * second
 
 
 def _pad_items(items: list[torch.Tensor | None], num_frames: int, fill: float) -> torch.Tensor | None:

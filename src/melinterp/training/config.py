@@ -23,6 +23,9 @@ class DataConfig:
     num_workers: int = 0
     max_ref_frames: int | None = 400  # random crop of the style reference, frames
     segment_frames: int = 172  # random mel segment for the score-matching loss (Grad-TTS out_size), frames
+    # references from speakers whose names match once this regex is removed ("_p[^_]+": a make-corpus voice at
+    # any pitch, which teaches pitch and timbre apart); None: the same speaker
+    reference_group_pattern: str | None = None
 
 
 @dataclass

@@ -55,8 +55,11 @@ def compute_losses(text_encoder, style_encoder, unet, scheduler, batch: dict[str
     drop = style_dropout(style_dropout_prob, batch_size, generator).to(y.device)
     style = style_encoder(batch["ref_mel"], batch["ref_mask"], drop=drop)
 
-    # 2. text -> prior mean in mel space and durations, always from the reference's own style
-    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style.reference_vector)
+    # 2. text -> prior mean in mel space and durations, always from the reference's own style, at the target's
+    #    pitch when the encoder takes a pitch condition
+    takes_pitch = getattr(text_encoder, "module", text_encoder).config.pitch_dim > 0  # DDP wraps it in .module
+    pitch = batch["pitch"].to(y.dtype) if takes_pitch else None
+    mu_x, log_durations, x_mask = text_encoder(phoneme_ids, phoneme_lengths, style.reference_vector, pitch)
 
     # 3. monotonic alignment, in float32 whatever the autocast
     with torch.no_grad():

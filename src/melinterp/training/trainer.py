@@ -92,10 +92,33 @@ def build_models(config: TrainingConfig, vocab_size: int) -> dict[str, torch.nn.
     }
 
 
+def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path) -> None:
+    """Start from the weights of a model folder (a training export or a saved pipeline: one subfolder per model).
+
+    Raises:
+        ValueError: a component is missing or its weights do not fit the configured model (names the keys).
+    """
+    from safetensors.torch import load_file
+
+    for name, model in models.items():
+        path = folder / name / "diffusion_pytorch_model.safetensors"
+        if not path.is_file():
+            raise ValueError(f"--init-from {folder}: no {name}/diffusion_pytorch_model.safetensors (expected a training "
+                             f"export or a saved pipeline folder)")
+        state = load_file(path)
+        own = model.state_dict()
+        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+        wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+        if missing or unexpected or wrong:
+            raise ValueError(f"--init-from {folder}: {name} does not fit the configured model: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}, other shapes {wrong[:5]}")
+        model.load_state_dict({key: value.to(own[key].dtype) for key, value in state.items()})
+
+
 class Trainer:
     def __init__(self, config: TrainingConfig, output_dir: str | Path, *, resume: bool = False,
                  max_minutes: float | None = None, max_steps: int | None = None, export: bool = True,
-                 progress: bool = True, accelerator=None):
+                 progress: bool = True, accelerator=None, init_from: str | Path | None = None):
         from accelerate import Accelerator
 
         from melinterp.audio import FeatureConfig
@@ -116,7 +139,8 @@ class Trainer:
 
         self.train_set = SpeechStyleDataset(config.data.train_filelist, config.data.cache_dir,
                                             feature_config=self.feature_config, text_config=self.text_config,
-                                            seed=config.optim.seed, max_ref_frames=config.data.max_ref_frames)
+                                            seed=config.optim.seed, max_ref_frames=config.data.max_ref_frames,
+                                            reference_group_pattern=config.data.reference_group_pattern)
         if len(self.train_set) < config.data.batch_size:
             raise ValueError(f"the training set has {len(self.train_set)} utterances, fewer than batch_size="
                              f"{config.data.batch_size}")
@@ -133,6 +157,8 @@ class Trainer:
                                  generator=torch.Generator().manual_seed(config.optim.seed))
 
         models = build_models(config, self.vocab_size)
+        if init_from is not None:
+            load_initial_weights(models, Path(init_from))
         parameters = [p for model in models.values() for p in model.parameters()]
         optimizer = torch.optim.AdamW(parameters, lr=config.optim.learning_rate, betas=config.optim.betas,
                                       weight_decay=config.optim.weight_decay)
@@ -152,7 +178,8 @@ class Trainer:
         pool = list(val_utterances) + [u for u in self.train_set.utterances if u.wav_path not in val_paths]
         dataset = SpeechStyleDataset(pool, self.config.data.cache_dir, feature_config=self.feature_config,
                                      text_config=self.text_config, speakers=self.train_set.speakers,
-                                     seed=self.config.optim.seed + 1, max_ref_frames=self.config.data.max_ref_frames)
+                                     seed=self.config.optim.seed + 1, max_ref_frames=self.config.data.max_ref_frames,
+                                     reference_group_pattern=self.config.data.reference_group_pattern)
         indices = [i for i, utterance in enumerate(dataset.utterances) if utterance.wav_path in val_paths]
         if not indices:
             raise ValueError(f"no utterance of {self.config.data.val_filelist} has a speaker with another utterance "

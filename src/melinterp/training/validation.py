@@ -11,14 +11,17 @@ from melinterp.models.length_regulator import durations_from_log, expand, genera
 
 @torch.no_grad()
 def synthesize_mel(models: dict[str, torch.nn.Module], scheduler, phoneme_ids: torch.Tensor, ref_mel: torch.Tensor,
-                   *, num_steps: int = 10, temperature: float = 1.5, seed: int = 0) -> torch.Tensor:
-    """Text + reference -> mel (n_mels, T) with ``num_steps`` reverse-ODE steps; one utterance, no guidance."""
+                   pitch: torch.Tensor | None = None, *, num_steps: int = 10, temperature: float = 1.5, seed: int = 0) -> torch.Tensor:
+    """Text + reference (+ pitch (2,), for encoders with a pitch condition) -> mel (n_mels, T) with
+    ``num_steps`` reverse-ODE steps; one utterance, no guidance."""
     text_encoder, style_encoder, unet = models["text_encoder"], models["style_encoder"], models["unet"]
     device = next(unet.parameters()).device
     ids = phoneme_ids.to(device)[None]  # (1, L)
     ref = ref_mel.to(device)[None]  # (1, n_mels, T_ref)
     style = style_encoder(ref, torch.ones(1, 1, ref.shape[-1], device=device))
-    mu_x, log_durations, x_mask = text_encoder(ids, torch.tensor([ids.shape[1]], device=device), style.style_vector)
+    pitch = pitch.to(device)[None] if text_encoder.config.pitch_dim else None  # (1, 2)
+    mu_x, log_durations, x_mask = text_encoder(ids, torch.tensor([ids.shape[1]], device=device), style.style_vector,
+                                               pitch)
     durations = durations_from_log(log_durations, x_mask)  # (1, L)
     y_mask = torch.ones(1, 1, int(durations.sum()), device=device)
     mu_y = expand(mu_x, generate_path(durations, y_mask))  # (1, n_mels, T)
@@ -41,7 +44,7 @@ def plot_validation_mel(models, scheduler, item: dict[str, torch.Tensor], path: 
 
     from melinterp.utils import save_figure
 
-    generated = synthesize_mel(models, scheduler, item["phoneme_ids"], item["ref_mel"])
+    generated = synthesize_mel(models, scheduler, item["phoneme_ids"], item["ref_mel"], item.get("pitch"))
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
     for ax, mel, title in ((axes[0], item["mel"], "target"), (axes[1], generated, f"synthesis, step {step}")):
         ax.imshow(mel.float().cpu().numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=2.0)
