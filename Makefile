@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.cfg
 setup: $(STAMP)
 
 demo: setup
-	$(PY) examples/frontend_demo.py --out examples/output
+	$(PY) examples/demo.py --out examples/output
 
 test: setup
 	$(PY) -m pytest

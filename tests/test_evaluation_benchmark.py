@@ -106,6 +106,7 @@ def _pair_numbers(far: bool, success: bool, pitch: float, timbre: float, mcd: fl
         "temporal": {"pitch_transfer": pitch, "timbre_score": timbre, "success": success},
         "mix": {"pitch_transfer": pitch, "timbre_score": timbre, "success": success, "f0_spearman": 1.0,
                 "similarity_ref2_spearman": 0.5, "timbre_spearman": timbre},
+        "ground_truth": {"freq_success": True, "temporal_success": success, "timbre_score": 0.3},
     }}
 
 
@@ -113,7 +114,8 @@ def test_aggregates_count_success_on_far_pairs_only():
     pairs = [_pair_numbers(True, True, 1.0, 0.2, 6.0), _pair_numbers(True, False, 3.0, -0.1, 8.0),
              _pair_numbers(False, True, 5.0, None, 10.0)]  # near pair: in the means, not in the success rate
     table = aggregate(pairs)
-    assert set(table) == set(MODE_ORDER)
+    assert set(table) == {*MODE_ORDER, "ground_truth"}
+    assert table["ground_truth"] == {"n_far_pairs": 2, "freq_success_rate": 1.0, "temporal_success_rate": 0.5}
     row = table["freq_mask"]
     assert row["n_pairs"] == 3 and row["n_far_pairs"] == 2
     assert row["success_rate"] == pytest.approx(0.5)
@@ -130,6 +132,7 @@ def test_aggregates_count_success_on_far_pairs_only():
     assert "| freq_mask | 3 | 50 % | 3.00 | 0.050 | 8.00 | 1.000 |" in markdown
     assert "| none | 3 | – | – | – | 8.00 | 2.000 |" in markdown
     assert all(f"| {name} |" in markdown for name in MODE_ORDER)
+    assert "on the 2 far pairs: freq success 100 %, temporal success 50 %" in markdown
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,8 +171,8 @@ def test_quick_run_writes_the_report_for_every_mode(evaluated):
     assert report["config"]["alphas"] == [0.0, 0.5, 1.0]
     assert len(report["pairs"]) == 1
     pair = report["pairs"][0]
-    assert set(pair["modes"]) == set(MODE_ORDER)
-    assert set(report["aggregates"]) == set(MODE_ORDER)
+    assert set(pair["modes"]) == {*MODE_ORDER, "ground_truth"}
+    assert set(report["aggregates"]) <= {*MODE_ORDER, "ground_truth"} and set(MODE_ORDER) <= set(report["aggregates"])
     assert len(pair["modes"]["mix"]["sweep"]) == 3
     temporal = pair["modes"]["temporal"]
     assert 0 < temporal["boundary_frame"] < temporal["frames"]  # boundary 0.5: near the middle
@@ -181,8 +184,8 @@ def test_quick_run_writes_the_report_for_every_mode(evaluated):
         assert all(_finite_or_none(numbers[key]) for key in ("pitch_transfer", "timbre_score", "mcd"))
         assert -2.0 <= numbers["similarity_ref1"] - 1 <= 0.0  # a cosine similarity
         assert numbers["timbre_score"] == pytest.approx(numbers["similarity_ref2"] - numbers["similarity_ref1"])
-    for row in report["aggregates"].values():
-        assert row["n_pairs"] == 1
+    for name, row in report["aggregates"].items():
+        assert row.get("n_pairs", 1) == 1, name
         assert all(_finite_or_none(value) for value in row.values())
     markdown = (out / "report.md").read_text()
     assert all(f"| {name} |" in markdown for name in MODE_ORDER)

@@ -142,7 +142,6 @@ def test_bad_reference_audio_is_a_one_line_error(model_dir, refs, tmp_path, caps
     (["--pitch-mask", "comb"], r"--pitch-mask must be one of band, harmonic, got 'comb'"),
     (["--boundary", "late"], r"--boundary 'late': boundary as a str must be seconds with the unit"),
     (["--steps", "0"], r"--steps must be a positive number of denoising steps, got 0"),
-    (["--model", None], r"--model is required \(no default model is bundled yet\)"),
     (["--ref2", "missing.wav"], r"--ref2 missing.wav: no such file"),
     (["--text", "   "], r"the text is empty \(got '   '\)"),
     (["--text-file", "lines.txt"], r"either as an argument or with --text-file, not both"),

@@ -1,6 +1,8 @@
 """``melinterp synthesize``: text + reference recordings -> a wav file, with an optional PNG of what was routed.
 
-    melinterp synthesize "Hello there." --ref1 pitch.wav --ref2 timbre.wav --mode freq --model DIR --out out.wav
+    melinterp synthesize "Hello there." --ref1 pitch.wav --ref2 timbre.wav --mode freq --out out.wav [--model DIR]
+
+Without ``--model`` the model bundled with the package (``melinterp.DEFAULT_MODEL``) speaks, offline.
 
 Every file is written atomically (a temporary file beside it, renamed when complete), so an error or Ctrl-C never
 leaves a half-written wav or PNG. ``--text-file`` speaks each non-empty line into its own file, numbered from the
@@ -40,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write a PNG of the mel, the pitch mask or routing map, and the share of attention "
                              "each cell gave to ref1")
     parser.add_argument("--model", metavar="DIR",
-                        help="a pipeline folder written by save_pretrained, or a Hub id user/name (required: no "
-                             "default model is bundled yet)")
+                        help="a pipeline folder written by save_pretrained, or a Hub id user/name (default: the "
+                             "model bundled with the package, melinterp.DEFAULT_MODEL)")
     parser.add_argument("--steps", type=int, default=10, metavar="N", help="denoising steps (default: 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default: 0)")
     parser.add_argument("--alpha", type=float, default=0.5, help="mode mix: weight of ref2 in [0, 1] (default: 0.5)")
@@ -78,9 +80,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must name a .wav file, got {args.out}")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise ValueError(f"--plot must name a .png file, got {args.plot}")
-    if args.model is None:
-        raise ValueError("--model is required (no default model is bundled yet): pass --model DIR, a pipeline "
-                         "folder written by save_pretrained, or a Hub id user/name")
     boundary = _parse_boundary(args.boundary)
 
     import torch
@@ -89,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
 
     # 2. Load the pipeline
+    from melinterp import DEFAULT_MODEL
     from melinterp.pipelines.hub import load_pipeline
 
-    pipe = load_pipeline(args.model, option="--model").to(args.device)
+    pipe = load_pipeline(args.model or DEFAULT_MODEL, option="--model").to(args.device)
     pipe.set_progress_bar_config(disable=True)
 
     # 3. One output per text

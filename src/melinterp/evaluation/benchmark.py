@@ -273,6 +273,19 @@ def score_pair(pair: Pair, synthesize: _Synthesizer, judges: _Judges, *, alphas,
         none[side] = judges.parallel(audio, truth)
     modes["none"] = none
 
+    # the judges on the ground truth itself (B at A's pitch; A's first half then B's second half): the ceiling they
+    # allow on this pair, so a success rate can be read against what a perfect system would score
+    judges.output = "ground_truth"
+    truth = judges.follows(b_at_a, pair.ref1, pair.ref2, ref1_audio, ref2_audio)
+    truth_first = judges.follows(a_truth[: len(a_truth) // 2], pair.ref1, pair.ref2, ref1_audio, ref2_audio)
+    truth_last = judges.follows(b_truth[len(b_truth) // 2:], pair.ref2, pair.ref1, ref2_audio, ref1_audio)
+    modes["ground_truth"] = {
+        "freq_success": bool(truth["pitch_closer"] and truth["similarity_other"] > truth["similarity_own"]),
+        "temporal_success": bool(all(part["pitch_closer"] and part["timbre_score"] > 0
+                                     for part in (truth_first, truth_last))),
+        "timbre_score": truth["similarity_other"] - truth["similarity_own"],
+    }
+
     # freq (three guidances) and dual_noise: pitch of ref1, timbre of ref2
     for name, keywords in TRANSFER_MODES.items():
         judges.output = name
@@ -361,6 +374,11 @@ def aggregate(pairs: list[dict]) -> dict:
             row.update({key: _mean([n[key] for n in numbers])
                         for key in ("f0_spearman", "similarity_ref2_spearman", "timbre_spearman")})
         table[name] = row
+    truths = [p["modes"]["ground_truth"] for p in far if "ground_truth" in p["modes"]]
+    if truths:
+        table["ground_truth"] = {"n_far_pairs": len(truths),
+                                 "freq_success_rate": _mean([float(t["freq_success"]) for t in truths]),
+                                 "temporal_success_rate": _mean([float(t["temporal_success"]) for t in truths])}
     return table
 
 
@@ -394,6 +412,11 @@ def report_markdown(report: dict) -> str:
     lines += ["", f"Mix sweep over alpha = {', '.join(f'{a:g}' for a in config['alphas'])}: Spearman correlation "
               f"with alpha of the f0 median (towards ref2) {_cell(mix['f0_spearman'])}, of similarity to ref2 "
               f"{_cell(mix['similarity_ref2_spearman'])}, of the timbre score {_cell(mix['timbre_spearman'])}.", ""]
+    truth = table.get("ground_truth")
+    if truth:
+        lines += [f"The same judges on the ground truth itself (B at A's pitch; A's first half then B's second half), "
+                  f"on the {truth['n_far_pairs']} far pairs: freq success {_cell(truth['freq_success_rate'], -1)}, "
+                  f"temporal success {_cell(truth['temporal_success_rate'], -1)}: the ceiling these judges allow.", ""]
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ _MAX_LOG_ROWS = 12  # rows of the training log shown in the card (evenly spaced,
 # ---------------------------------------------------------------------------------------------------------------
 
 def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metrics: Mapping[str, Any] | None = None,
-               license: str = LICENSE) -> str:
+               license: str = LICENSE, sections: Mapping[str, str] | None = None) -> str:
     """The README.md of a pipeline repository, as a string.
 
     Args:
@@ -45,10 +45,11 @@ def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metri
             up to 12 rows, evenly spaced, always the last.
         metrics: evaluation results, name -> value (e.g. {"speaker_similarity_ref2": 0.81}).
         license: SPDX id for the front matter.
+        sections: more sections, title -> markdown body, placed after the metrics (data, training, evaluation).
     """
     name = repo_id or "melinterp-model"
     usage_id = repo_id or "path/to/saved_pipeline"
-    sections = [
+    parts = [
         _front_matter(license),
         f"# {name}\n",
         "## What it is\n",
@@ -79,10 +80,12 @@ def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metri
         _configurations(pipeline),
     ]
     if training_log is not None:
-        sections += ["## Training log\n", _training_log_table(training_log)]
+        parts += ["## Training log\n", _training_log_table(training_log)]
     if metrics:
-        sections += ["## Metrics\n", _metrics_table(metrics)]
-    sections += [
+        parts += ["## Metrics\n", _metrics_table(metrics)]
+    for title, text in (sections or {}).items():
+        parts += [f"## {title}\n", text.rstrip() + "\n"]
+    parts += [
         "## Limitations\n",
         "- Trained on a synthetic corpus (espeak-ng and flite voices); expect robotic timbre and little prosody, "
         "and do not expect it to generalise to natural recordings.\n"
@@ -92,7 +95,7 @@ def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metri
         "- Interpolated voices are not real people's voices, but references can be: only use recordings you have "
         "the right to use, and do not use the model to impersonate anyone.\n",
     ]
-    return "\n".join(sections)
+    return "\n".join(parts)
 
 
 def _front_matter(license: str) -> str:

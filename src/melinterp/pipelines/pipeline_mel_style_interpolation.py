@@ -21,6 +21,11 @@ Batches: items whose utterances have the same number of frames T are denoised to
 length are denoised one group after another, because the U-Net's GroupNorm statistics span the whole image, so
 padding one item to another's length would change it. Each item draws its prior noise from its own generator, so a
 batch gives the same speech as the same items one by one.
+
+Long text: with ``split_sentences=True`` (the default) each text is split into its sentences
+(`melinterp.text.split_sentences`), the sentences of every text are synthesised as one batch and each text's
+sentences are joined again, ``sentence_pause`` seconds of silence apart. Since items are denoised in groups of equal
+length, memory is bounded by the longest sentence, not by the whole text.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ from melinterp.models.text_encoder import TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
 from melinterp.models.vocoder import GriffinLimVocoder
 from melinterp.text import TextConfig, TextProcessor
+from melinterp.text import split_sentences as sentences_of
+from melinterp.text.errors import check_text
 
 MODES = ("none", "mix", "temporal", "freq", "dual_noise")
 FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
@@ -266,6 +273,8 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         return_attention: bool = False,
         callback_on_step_end: Callable | None = None,
         return_dict: bool = True,
+        split_sentences: bool = True,
+        sentence_pause: float = 0.25,
     ) -> MelStyleInterpolationPipelineOutput | tuple:
         """Synthesise `text` in a voice taken from, or interpolated between, `ref1` and `ref2`.
 
@@ -278,7 +287,9 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             alpha: mix weight of ref2 in [0, 1] (mode "mix").
             boundary: where temporal routing switches from ref1 to ref2: a float in [0, 1] is a fraction of the
                 utterance, an int k a phoneme index (symbol k of ``text_processor.phonemize(text)``), a str such as
-                "0.8s" seconds (modes "temporal", and "dual_noise" with ``dual_noise_map="temporal"``).
+                "0.8s" seconds (modes "temporal", and "dual_noise" with ``dual_noise_map="temporal"``). With
+                ``split_sentences`` the utterance is each sentence: every sentence of a text switches at its own
+                boundary (pass ``split_sentences=False`` for one switch over the whole text).
             crossfade: width of the temporal crossfade, seconds.
             pitch_mask: "band" or "harmonic" (`melinterp.guidance.frequency`).
             freq_guidance: "mask" (routing bias), "noise_tuning" (gradient steps on x_t) or "none" (both
@@ -298,43 +309,59 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             callback_on_step_end: ``fn(pipe, i, t, {"latents": x}) -> dict | None`` after each step; a returned
                 "latents" replaces x. For a batch of different lengths it runs once a step per length group.
             return_dict: return a `MelStyleInterpolationPipelineOutput` rather than a tuple.
+            split_sentences: split each text into sentences (`melinterp.text.split_sentences`), synthesise them as
+                items of one batch and join each text's sentences back into one output item. Memory is then
+                bounded by the longest sentence (items are denoised in groups of equal length). A text of one
+                sentence gives exactly what ``split_sentences=False`` gives. Each sentence of a text draws its noise
+                from a generator seeded from that text's generator.
+            sentence_pause: seconds of silence between joined sentences, >= 0; rounded to whole frames,
+                ``round(sentence_pause * sample_rate / hop_length)``, that are ln(log_clamp) in `mels`, zeros in
+                `audios` and 0 in the per-cell maps.
         """
-        # 1. Check inputs
+        # 1. Check inputs; split each text into its sentences: the items of the batch from here to step 9 are the
+        #    sentences, text b's being `spans[b]` (its generator seeds theirs), joined back into one item in step 10
         texts = [text] if isinstance(text, str) else text
         self.check_inputs(texts, ref1, ref2, mode, alpha, boundary, crossfade, pitch_mask, freq_guidance,
                           routing_strength, dual_noise_map, num_inference_steps, temperature, guidance_scale,
-                          length_scale, output_type)
-        batch_size = len(texts)
+                          length_scale, output_type, split_sentences, sentence_pause)
+        num_texts = len(texts)
         strategy = self.guidance_strategy(mode, alpha=alpha, boundary=boundary, crossfade=crossfade,
                                           pitch_mask=pitch_mask, freq_guidance=freq_guidance,
                                           routing_strength=routing_strength, tuning=tuning,
                                           dual_noise_map=dual_noise_map, dual_noise_merge_step=dual_noise_merge_step)
-        generators = self._item_generators(generator, batch_size)
+        sentences, spans = _split_texts(texts, split_sentences)
+        owners = [b for b, span in enumerate(spans) for _ in span]  # the text of each sentence
+        batch_size = len(sentences)
+        generators = _sentence_generators(self._item_generators(generator, num_texts), spans)
         device, dtype = self._execution_device, self.unet.dtype
+        owner_index = torch.tensor(owners, device=device)
 
         # 2. Encode text
-        phonemes = self.text_processor.phonemize_batch(texts)  # TextError names an empty item
+        phonemes = self.text_processor.phonemize_batch(sentences)  # TextError names an empty item
         phoneme_ids = [self.text_processor.encode_phonemes(p) for p in phonemes]
         id_lengths = torch.tensor([len(ids) for ids in phoneme_ids], device=device)  # (B,)
         ids = torch.zeros(batch_size, int(id_lengths.max()), dtype=torch.long, device=device)  # (B, L)
         for b, item_ids in enumerate(phoneme_ids):
             ids[b, : len(item_ids)] = torch.tensor(item_ids)
 
-        # 3. Encode references: style tokens (B, S, C), token masks (B, S), style vectors (B, style_dim); f0
-        ref1_waves = self._load_references(ref1, "ref1", batch_size)
-        ref1_style = self._encode_references(ref1_waves)
+        # 3. Encode references, one per text, then repeat each for the text's sentences: style tokens (B, S, C),
+        #    token masks (B, S), style vectors (B, style_dim); f0
+        ref1_waves = self._load_references(ref1, "ref1", num_texts)
+        ref1_style = _select(self._encode_references(ref1_waves), owner_index)
         ref2_waves = ref2_style = None
         if strategy.num_references == 2:
-            ref2_waves = self._load_references(ref2, "ref2", batch_size)
-            ref2_style = self._encode_references(ref2_waves)
+            ref2_waves = self._load_references(ref2, "ref2", num_texts)
+            ref2_style = _select(self._encode_references(ref2_waves), owner_index)
         null_style = self.style_encoder.null_style(batch_size, 1)
         takes_pitch = self.text_encoder.config.pitch_dim > 0
         ref1_f0 = self._extract_f0(ref1_waves) if strategy.needs_f0 or takes_pitch else None
         pitch1 = pitch2 = None
         if takes_pitch:
-            pitch1 = self._pitch_condition(ref1_f0, "ref1")
+            pitch1 = self._pitch_condition(ref1_f0, "ref1")[owner_index]
             if ref2_waves is not None:
-                pitch2 = self._pitch_condition(self._extract_f0(ref2_waves), "ref2")
+                pitch2 = self._pitch_condition(self._extract_f0(ref2_waves), "ref2")[owner_index]
+        if ref1_f0 is not None:
+            ref1_f0 = [ref1_f0[b] for b in owners]
 
         # 4. Durations -> mu_y (B, n_mels, T_max), frame mask (B, 1, T_max). The text encoder hears the voice the
         #    strategy asks for (style vector and pitch condition, each a blend of the two references); a strategy
@@ -408,24 +435,38 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
                                        (x, state.routing_map, state.pitch_mask, ref1_mass))
 
         # 9. Vocoder, one length group at a time
-        audios = None
+        waveforms = {}  # item -> (T * hop,)
         if output_type != "mel":
-            hop_length = self.feature_config.hop_length
             # a log-mel of real audio lies within +-ln(log_clamp) (about +-11.5); an untrained or diverging model can
             # leave that range, and exp() of such values would overflow the vocoder's spectra
             log_floor = float(np.log(self.feature_config.log_clamp))
-            audios = torch.zeros(batch_size, int(lengths.max()) * hop_length, device=device)  # (B, N_max)
             for items, num_frames in groups:
                 mels = torch.stack([results[b][0] for b in items]).clamp(log_floor, -log_floor)  # (B_g, n_mels, T)
-                waveforms = self.vocoder(mels)  # (B_g, T * hop)
-                audios[items, : num_frames * hop_length] = waveforms.to(audios.dtype)
+                waveforms.update(zip(items, self.vocoder(mels)))  # (T * hop,) each
 
-        # 10. Output
+        # 10. Output: each text's sentences joined, `pause_frames` of silence apart, the texts padded to the longest
+        hop_length = self.feature_config.hop_length
+        pause_frames = round(sentence_pause * self.feature_config.sample_rate / hop_length)
         silence = float(np.log(self.feature_config.log_clamp))
+
+        def join_each_text(per_item, pause: int, fill: float) -> list:
+            """per_item[b] (..., T_b) of every sentence b -> one (..., T_text) per text (None where any is None)."""
+            return [_join_sentences([per_item[b] for b in span], pause, fill) for span in spans]
+
         mels, routing_map, pitch_mask_out, ref1_mass = (
-            _pad_items([results[b][k] for b in range(batch_size)], int(lengths.max()), fill)
+            join_each_text([results[b][k] for b in range(batch_size)], pause_frames, fill)
             for k, fill in ((0, silence), (1, 0.0), (2, 0.0), (3, 0.0))
         )
+        lengths = torch.tensor([mel.shape[-1] for mel in mels], device=device)  # (B_text,) frames
+        mels, routing_map, pitch_mask_out, ref1_mass = (
+            _pad_items(items, int(lengths.max()), fill)
+            for items, fill in ((mels, silence), (routing_map, 0.0), (pitch_mask_out, 0.0), (ref1_mass, 0.0))
+        )
+        audios = None
+        if output_type != "mel":
+            audios = torch.zeros(num_texts, int(lengths.max()) * hop_length, device=device)  # (B_text, N_max)
+            for b, waveform in enumerate(join_each_text(waveforms, pause_frames * hop_length, 0.0)):
+                audios[b, : waveform.shape[-1]] = waveform.to(audios.dtype)
         if output_type != "pt":
             audios, mels, routing_map, pitch_mask_out, ref1_mass = (
                 None if v is None else v.float().cpu().numpy() for v in (audios, mels, routing_map, pitch_mask_out,
@@ -445,7 +486,7 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
 
     def check_inputs(self, texts, ref1, ref2, mode, alpha, boundary, crossfade, pitch_mask, freq_guidance,
                      routing_strength, dual_noise_map, num_inference_steps, temperature, guidance_scale,
-                     length_scale, output_type) -> None:
+                     length_scale, output_type, split_sentences=True, sentence_pause=0.25) -> None:
         """Raise a ValueError naming the first bad argument (text errors are `TextError`s, from step 2)."""
         if not isinstance(texts, (list, tuple)) or not texts:
             raise ValueError(f"text must be a str or a non-empty list of str, got {texts!r:.80}")
@@ -487,6 +528,11 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             raise ValueError(f"length_scale must be > 0 (> 1 speaks slower), got {length_scale!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
+        if not isinstance(split_sentences, bool):
+            raise ValueError(f"split_sentences must be True or False, got {split_sentences!r}")
+        if not _is_real(sentence_pause) or sentence_pause < 0:
+            raise ValueError(f"sentence_pause must be a pause >= 0 in seconds between sentences, got "
+                             f"{sentence_pause!r}")
 
     @staticmethod
     def guidance_strategy(mode: str, *, alpha: float = 0.5, boundary=0.5, crossfade: float = 0.1,
@@ -622,6 +668,50 @@ def _equal_length_groups(lengths: torch.Tensor) -> list[tuple[list[int], int]]:
     for b, length in enumerate(lengths.tolist()):
         groups.setdefault(int(length), []).append(b)
     return [(items, length) for length, items in groups.items()]
+
+
+def _split_texts(texts: list[str], split: bool) -> tuple[list[str], list[range]]:
+    """(sentences, spans): every text's sentences in one flat list, and text b's as ``sentences[spans[b]]``.
+
+    A text of one sentence (or any text when `split` is False) stays as written, so it is synthesised exactly as
+    without splitting. Raises `TextError` naming the text if one is not a str or is blank.
+    """
+    sentences, spans = [], []
+    for b, text in enumerate(texts):
+        check_text(text, f" (item {b} of the batch)" if len(texts) > 1 else "")
+        pieces = sentences_of(text) if split else []
+        if len(pieces) < 2:
+            pieces = [text]
+        spans.append(range(len(sentences), len(sentences) + len(pieces)))
+        sentences.extend(pieces)
+    return sentences, spans
+
+
+def _sentence_generators(text_generators: list[torch.Generator], spans: list[range]) -> list[torch.Generator]:
+    """One generator per sentence: a text of one sentence keeps its own, a longer one seeds one per sentence."""
+    generators = []
+    for text_generator, span in zip(text_generators, spans):
+        if len(span) == 1:
+            generators.append(text_generator)
+            continue
+        for _ in span:
+            seed = int(torch.randint(0, 2**62, (1,), generator=text_generator, device=text_generator.device))
+            generators.append(torch.Generator(device=text_generator.device).manual_seed(seed))
+    return generators
+
+
+def _join_sentences(pieces: list[torch.Tensor | None], pause: int, fill: float) -> torch.Tensor | None:
+    """One text's sentences (..., T_k) joined in time, with `pause` frames of `fill` between each two: (..., sum
+    T_k + pause * (K - 1)). A single sentence is returned as it is; None if any piece is None."""
+    if any(piece is None for piece in pieces):
+        return None
+    if len(pieces) == 1:
+        return pieces[0]
+    gap = pieces[0].new_full((*pieces[0].shape[:-1], pause), fill)
+    joined = [pieces[0]]
+    for piece in pieces[1:]:
+        joined += [gap, piece]
+    return torch.cat(joined, dim=-1)
 
 
 def _select(style: StyleEncoderOutput, index: torch.Tensor) -> StyleEncoderOutput:

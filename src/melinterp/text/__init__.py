@@ -9,6 +9,7 @@ from .config import TextConfig
 from .errors import TextError
 from .normalize import normalize_text, number_to_words, ordinal_to_words, year_to_words
 from .processor import TextProcessor, intersperse
+from .split import split_sentences
 from .symbols import BLANK_ID, DEFAULT_SYMBOLS, PAD_ID, PUNCTUATION
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     "normalize_text",
     "number_to_words",
     "ordinal_to_words",
+    "split_sentences",
     "year_to_words",
 ]
