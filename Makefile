@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.melinterp-installed
 # pip takes torch's CPU build from this machine's disk when asked for exactly this version.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+bench: setup
+	$(PY) examples/benchmarks/bench.py --json examples/output/bench.json
 
 clean:
 	rm -rf $(VENV) examples/output .pytest_cache src/*.egg-info

@@ -373,6 +373,8 @@ def aggregate(pairs: list[dict]) -> dict:
         if name == "mix":
             row.update({key: _mean([n[key] for n in numbers])
                         for key in ("f0_spearman", "similarity_ref2_spearman", "timbre_spearman")})
+            # on references of nearly one pitch the f0 has no direction to move in: the far pairs alone
+            row["f0_spearman_far"] = _mean([p["modes"]["mix"]["f0_spearman"] for p in far])
         table[name] = row
     truths = [p["modes"]["ground_truth"] for p in far if "ground_truth" in p["modes"]]
     if truths:
@@ -411,7 +413,8 @@ def report_markdown(report: dict) -> str:
     mix = table["mix"]
     lines += ["", f"Mix sweep over alpha = {', '.join(f'{a:g}' for a in config['alphas'])}: Spearman correlation "
               f"with alpha of the f0 median (towards ref2) {_cell(mix['f0_spearman'])}, of similarity to ref2 "
-              f"{_cell(mix['similarity_ref2_spearman'])}, of the timbre score {_cell(mix['timbre_spearman'])}.", ""]
+              f"{_cell(mix['similarity_ref2_spearman'])}, of the timbre score {_cell(mix['timbre_spearman'])}; "
+              f"of the f0 median on the far pairs alone {_cell(mix.get('f0_spearman_far'))}.", ""]
     truth = table.get("ground_truth")
     if truth:
         lines += [f"The same judges on the ground truth itself (B at A's pitch; A's first half then B's second half), "

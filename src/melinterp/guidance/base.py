@@ -74,8 +74,9 @@ class Conditioning:
 @dataclass
 class VoiceWeights:
     """The weight of ref1 (ref2 gets the rest) in what the text encoder hears of the voice: its style vector
-    (rhythm, the prior's spectral envelope) and its pitch condition. Each a float for the whole utterance, or
-    (B, L) per phoneme id."""
+    (rhythm, the prior's spectral envelope) and its pitch condition, each a float for the whole utterance. A
+    strategy whose voice changes along the utterance gives one (B, L) weight per phoneme id as both: the pipeline
+    then blends the encoder's outputs under ref1 alone and under ref2 alone, phoneme by phoneme."""
 
     style: float | torch.Tensor = 1.0
     pitch: float | torch.Tensor = 1.0
@@ -192,8 +193,8 @@ class GuidanceStrategy:
     #: whether the conditional call's keys are [ref1 ; ref2], so the ref1 mass means something
     captures_ref1_mass: bool = False
 
-    #: whether `voice_weights` reads the phoneme timing (the pipeline then runs the text encoder a second time,
-    #: keeping the first run's durations, with the weights that timing gives)
+    #: whether `voice_weights` reads the phoneme timing (the pipeline then blends the text encoder's outputs under
+    #: each reference alone by the per-phoneme weights that timing gives, keeping the first run's durations)
     weights_follow_time: bool = False
 
     def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:

@@ -30,9 +30,10 @@ class NoiseTuningConfig:
     """When and how hard noise tuning pushes.
 
     Each iteration costs a U-Net forward and backward pass (about three forward passes), so the defaults tune once,
-    at the first step (t = 1, where the sample is still the prior's), with one larger step: at 10 denoising steps
-    that keeps "noise_tuning" within about 1.3 times the cost of "mask". Widen ``[t_end, t_start]`` and raise
-    ``iterations`` to push harder.
+    at the first step (t = 1, where the sample is still the prior's): at 10 denoising steps that keeps
+    "noise_tuning" within about 1.3 times the cost of "mask". Widen ``[t_end, t_start]`` and raise ``iterations``
+    to push harder; a larger ``step_size`` moves the sample off its prior, which costs pitch accuracy (the bundled
+    model at 0.3: 64 % success against 100 % for "mask").
 
     Args:
         t_start: tune while t <= t_start (diffusion time, 1 = pure prior).
@@ -46,7 +47,7 @@ class NoiseTuningConfig:
     t_start: float = 1.0
     t_end: float = 0.95
     gamma: float = 1.0
-    step_size: float = 0.3
+    step_size: float = 0.05
     iterations: int = 1
     layers: tuple[str, ...] | None = None
 

@@ -112,9 +112,9 @@ def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tens
 class TemporalRouting(GuidanceStrategy):
     """Keys = [ref1 ; ref2]; routing bias from a map over time.
 
-    The text encoder hears each phoneme in the voice of its side of the boundary: style vector and pitch
-    condition are weighted per phoneme by the routing map's mean over the phoneme's frames, so each part's prior
-    mean has its own reference's pitch and envelope. Durations stay those of the equal blend ``(v1 + v2) / 2``
+    Each phoneme's prior mean is that of its side of the boundary: the text encoder's outputs under ref1 alone
+    and under ref2 alone, weighted per phoneme by the routing map's mean over the phoneme's frames, so each part
+    has its own reference's pitch and envelope. Durations stay those of the equal blend ``(v1 + v2) / 2``
     (they decide where the boundary falls); the U-Net's global vector is that blend too.
 
     Args:

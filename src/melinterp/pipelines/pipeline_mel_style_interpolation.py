@@ -364,22 +364,27 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             ref1_f0 = [ref1_f0[b] for b in owners]
 
         # 4. Durations -> mu_y (B, n_mels, T_max), frame mask (B, 1, T_max). The text encoder hears the voice the
-        #    strategy asks for (style vector and pitch condition, each a blend of the two references); a strategy
-        #    whose voice changes in time gets a second pass, per phoneme, with the first pass's durations.
-        def encode_text(weights: VoiceWeights):
-            style_vector = _blend(weights.style, ref1_style.style_vector,
+        #    strategy asks for (style vector and pitch condition, each a blend of the two references). A strategy
+        #    whose voice changes in time gets per-phoneme weights from the first pass's durations, and then each
+        #    phoneme's prior mean is the weighted sum of the encoder's output under ref1 alone and under ref2 alone
+        #    (blending the outputs, not the conditions, keeps the encoder's self-attention from carrying one voice
+        #    into the other's phonemes); the durations stay those of the first pass.
+        def encode_text(style_weight, pitch_weight):
+            style_vector = _blend(style_weight, ref1_style.style_vector,
                                   None if ref2_style is None else ref2_style.style_vector)
-            pitch = None if pitch1 is None else _blend(weights.pitch, pitch1, pitch2)
+            pitch = None if pitch1 is None else _blend(pitch_weight, pitch1, pitch2)
             return self.text_encoder(ids, id_lengths, style_vector, pitch)
 
-        mu_x, log_durations, x_mask = encode_text(strategy.voice_weights())
+        weights = strategy.voice_weights()
+        mu_x, log_durations, x_mask = encode_text(weights.style, weights.pitch)
         durations = durations_from_log(log_durations, x_mask, length_scale)  # (B, L) frames per phoneme id
         lengths = durations.sum(1)  # (B,)
         if strategy.weights_follow_time:
             timing = PhonemeTiming(durations, lengths, [len(p) for p in phonemes],
                                    bool(self.text_processor.config.config.add_blank),
                                    self.feature_config.sample_rate / self.feature_config.hop_length)
-            mu_x, _, _ = encode_text(strategy.voice_weights(timing))
+            weight = strategy.voice_weights(timing).style.to(mu_x).unsqueeze(1)  # (B, 1, L) weight of ref1
+            mu_x = weight * encode_text(1.0, 1.0)[0] + (1.0 - weight) * encode_text(0.0, 0.0)[0]  # (B, n_mels, L)
         y_mask = sequence_mask(lengths).unsqueeze(1).to(dtype)  # (B, 1, T_max)
         mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T_max)
 

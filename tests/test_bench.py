@@ -1,0 +1,78 @@
+"""examples/benchmarks/bench.py (`make bench`): argument checks and a real overhead-ratio run on the bundled model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH_PATH = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("melinterp_bench", BENCH_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_bench()
+
+
+def test_steps_and_sections_parse_and_refuse_nonsense(bench):
+    assert bench.parse_steps("4,10,25,50") == [4, 10, 25, 50]
+    assert bench.parse_sections("rtf,memory") == ["rtf", "memory"]
+    with pytest.raises(bench.argparse.ArgumentTypeError, match="positive integers"):
+        bench.parse_steps("0,4")
+    with pytest.raises(bench.argparse.ArgumentTypeError, match="comma-separated step counts"):
+        bench.parse_steps("four")
+    with pytest.raises(bench.argparse.ArgumentTypeError, match="sections must be some of rtf,ratios"):
+        bench.parse_sections("rtf,speed")
+
+
+def test_ratio_steps_takes_the_largest_count_up_to_ten(bench):
+    assert bench.ratio_steps([4, 10, 25, 50]) == 10
+    assert bench.ratio_steps([2]) == 2
+    assert bench.ratio_steps([25, 50]) == 25
+
+
+def test_markdown_table_and_json_safe(bench):
+    assert bench.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n| --- | --- |\n| 1 | x |"
+    assert bench.json_safe({"r": [1.5, math.nan, {"x": math.inf}]}) == {"r": [1.5, None, {"x": None}]}
+
+
+def test_missing_reference_says_which_and_how(bench, tmp_path, capsys):
+    missing = tmp_path / "nowhere.wav"
+    with pytest.raises(SystemExit):
+        bench.main(["--ref1", str(missing), "--sections", "ratios"])
+    error = capsys.readouterr().err
+    assert f"--ref1 {missing} does not exist" in error
+    assert "examples/refs/low_robert.wav" in error
+
+
+@pytest.mark.slow
+def test_ratios_section_on_the_bundled_model_gives_finite_positive_ratios(bench, tmp_path):
+    for ref in (bench.DEFAULT_REF1, bench.DEFAULT_REF2):
+        if not ref.is_file():
+            pytest.skip(f"reference {ref} is not in this checkout")
+    json_path = tmp_path / "bench.json"
+    results = bench.main(["--quick", "--sections", "ratios", "--steps", "2", "--repeats", "1",
+                          "--json", str(json_path)])
+    saved = json.loads(json_path.read_text())
+    assert set(saved) == {"environment", "ratios"}
+    assert saved["environment"]["threads"] == 2 and saved["environment"]["device"] == "cpu"
+    ratios = saved["ratios"]
+    assert ratios["steps"] == 2 and ratios["baseline"] == "freq mask"
+    assert set(ratios["ratios"]) == {"return_attention=True", "noise_tuning", "dual_noise", "guidance_scale=3"}
+    for name, row in ratios["ratios"].items():
+        for key in ("pipeline_ratio", "decoder_ratio", "seconds", "decoder_seconds"):
+            value = row[key]
+            assert value is not None and math.isfinite(value) and value > 0, (name, key, value)
+        # the ratio is the variant's seconds over the baseline's, as printed
+        assert row["pipeline_ratio"] == pytest.approx(row["seconds"] / ratios["baseline_seconds"])
+    assert results["ratios"]["ratios"].keys() == ratios["ratios"].keys()
