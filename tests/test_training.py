@@ -214,3 +214,42 @@ def test_batch_sampler_shards_and_resumes_mid_epoch():
     assert list(shards[0]) == batches[0][2:] and len(shards[0]) == 1
     shards[0].set_epoch(1)
     assert list(shards[0]) != batches[0]  # a new epoch, a new order
+
+
+def test_init_from_starts_from_an_exported_model_and_refuses_a_mismatch(tiny_corpus, tmp_path):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    source = Trainer(config, tmp_path / "source", max_steps=2, progress=False).train().export_dir
+    started = Trainer(config, tmp_path / "finetune", progress=False, export=False, init_from=source)
+    from safetensors.torch import load_file
+
+    for name, model in started._unwrapped().items():
+        saved = load_file(str(source / name / "diffusion_pytorch_model.safetensors"))
+        for key, value in model.state_dict().items():
+            torch.testing.assert_close(value, saved[key].to(value.dtype), msg=f"{name}.{key}")
+    assert started.step == 0  # a new run: steps and optimiser start afresh
+
+    wider = json.loads(TINY_MODELS.read_text())
+    wider["unet"]["block_out_channels"] = [16, 32]
+    other = TrainingConfig.from_dict({**json.loads(tiny_corpus["config_path"].read_text()), "models": wider},
+                                     base_dir=tiny_corpus["root"])
+    with pytest.raises(ValueError, match="unet does not fit the configured model"):
+        Trainer(other, tmp_path / "mismatch", progress=False, export=False, init_from=source)
+
+
+def test_reference_group_pattern_draws_references_across_speakers_of_one_group(tiny_corpus):
+    """With a pattern that maps every speaker to one group, references come from other speakers too; the item's
+    pitch condition is that of its own utterance."""
+    from melinterp.audio import pitch_features
+
+    alone = SpeechStyleDataset(tiny_corpus["filelist"], tiny_corpus["root"] / "cache")
+    grouped = SpeechStyleDataset(tiny_corpus["filelist"], tiny_corpus["root"] / "cache",
+                                 reference_group_pattern="^(low|mid|high)$")
+    speakers = [u.speaker for u in grouped.utterances]
+    crossed = [speakers[grouped[i]["ref_index"]] != speakers[i] for i in range(len(grouped))]
+    assert any(crossed)
+    assert all(speakers[alone[i]["ref_index"]] == speakers[i] for i in range(len(alone)))
+    item = grouped[0]
+    np.testing.assert_array_equal(item["pitch"].numpy(), pitch_features(item["f0"]))
+    assert -1.0 < float(item["pitch"][0]) < 0.0  # the 110 Hz speaker: below 150 Hz, within an octave
+    with pytest.raises(ValueError, match="is not a regular expression"):
+        SpeechStyleDataset(tiny_corpus["filelist"], tiny_corpus["root"] / "cache", reference_group_pattern="(")

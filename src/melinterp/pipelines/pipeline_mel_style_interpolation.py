@@ -724,14 +724,10 @@ def _select(style: StyleEncoderOutput, index: torch.Tensor) -> StyleEncoderOutpu
                               style_vector=style.style_vector[index])
 
 
-def _blend(weight, first: torch.Tensor, second: torch.Tensor | None) -> torch.Tensor:
-    """``w * first + (1 - w) * second`` for (B, D) conditions: a float weight gives (B, D), a (B, L) weight per
-    phoneme gives (B, D, L). With no second reference the first is returned as it is."""
+def _blend(weight: float, first: torch.Tensor, second: torch.Tensor | None) -> torch.Tensor:
+    """``w * first + (1 - w) * second`` for (B, D) conditions; with no second reference, the first as it is."""
     if second is None:
         return first
-    if isinstance(weight, torch.Tensor):
-        weight = weight.to(first).unsqueeze(1)  # (B, 1, L)
-        return weight * first.unsqueeze(-1) + (1.0 - weight) * second.unsqueeze(-1)  # (B, D, L)
     if weight == 1.0:
         return first
     if weight == 0.0:
