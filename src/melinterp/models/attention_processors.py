@@ -176,6 +176,9 @@ class RoutingSpec:
     num_ref1_tokens: int
     eps: float = 1e-4
     strength: float = 1.0
+    # bias per (height, width, keys, batch, dtype): the map is fixed for a sampling run, so every step after the
+    # first reuses each layer's bias instead of resizing the map and taking logs again
+    _biases: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.routing_map, torch.Tensor) or self.routing_map.ndim != 3:
@@ -216,6 +219,12 @@ class RoutingSpec:
             )
         if height is None:
             height, width = query_grid(num_queries, self.sample_size)
+        key = (height, width, num_keys, batch_size)
+        if key not in self._biases:
+            self._biases[key] = self._bias(num_keys, batch_size, height, width)
+        return self._biases[key]
+
+    def _bias(self, num_keys: int, batch_size: int, height: int, width: int) -> torch.Tensor:
         weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
         log_ref1 = weight_ref1.clamp(self.eps, 1.0).log()
         log_ref2 = (1.0 - weight_ref1).clamp(self.eps, 1.0).log()
