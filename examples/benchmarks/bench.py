@@ -108,20 +108,20 @@ def parse_steps(value: str) -> list[int]:
     return steps
 
 
+def _parse_choices(value: str, choices, what: str) -> list[str]:
+    """A comma-separated, non-empty subset of `choices`, in the order given."""
+    chosen = [s.strip() for s in value.split(",") if s.strip()]
+    if not chosen or any(c not in choices for c in chosen):
+        raise argparse.ArgumentTypeError(f"{what} must be some of {','.join(choices)}, got {value!r}")
+    return chosen
+
+
 def parse_modes(value: str) -> list[str]:
-    modes = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [m for m in modes if m not in MODE_CALLS]
-    if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"modes must be some of {','.join(MODE_CALLS)}, got {value!r}")
-    return modes
+    return _parse_choices(value, list(MODE_CALLS), "modes")
 
 
 def parse_sections(value: str) -> list[str]:
-    sections = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [s for s in sections if s not in SECTIONS]
-    if unknown or not sections:
-        raise argparse.ArgumentTypeError(f"sections must be some of {','.join(SECTIONS)}, got {value!r}")
-    return sections
+    return _parse_choices(value, list(SECTIONS), "sections")
 
 
 def build_parser() -> argparse.ArgumentParser:

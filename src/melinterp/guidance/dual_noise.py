@@ -20,7 +20,7 @@ import torch
 
 from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights, unet_score
 from .frequency import PITCH_MASK_KINDS, ref1_pitch_mask
-from .temporal import frame_weights, parse_boundary, temporal_map
+from .temporal import parse_boundary, temporal_map, temporal_voice_weights
 
 DUAL_NOISE_MAPS = ("freq", "temporal")
 
@@ -56,10 +56,7 @@ class DualNoise(GuidanceStrategy):
     def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
         if self.routing == "freq":
             return VoiceWeights(style=0.0, pitch=1.0)
-        if timing is None:
-            return VoiceWeights(0.5, 0.5)
-        weights = timing.per_phoneme(frame_weights(self.boundary, self.crossfade, timing))  # (B, L)
-        return VoiceWeights(weights, weights)
+        return temporal_voice_weights(self.boundary, self.crossfade, timing)
 
     def prepare(self, state: GuidanceState) -> None:
         if self.routing == "freq":

@@ -93,6 +93,15 @@ def frame_weights(boundary, crossfade: float, timing: PhonemeTiming) -> list[tor
     return weights
 
 
+def temporal_voice_weights(boundary, crossfade: float, timing: PhonemeTiming | None) -> VoiceWeights:
+    """What the text encoder hears in a temporal split: the equal blend in the first pass (it decides the
+    durations), then per phoneme the routing map's mean over the phoneme's frames."""
+    if timing is None:
+        return VoiceWeights(0.5, 0.5)
+    weights = timing.per_phoneme(frame_weights(boundary, crossfade, timing))  # (B, L)
+    return VoiceWeights(weights, weights)
+
+
 def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tensor:
     """(B, n_mels, T) routing map: 1 (ref1) before each item's boundary, 0 (ref2) after, crossfade in seconds."""
     n_mels, num_frames = state.mu_y.shape[1], state.num_frames
@@ -133,10 +142,7 @@ class TemporalRouting(GuidanceStrategy):
     weights_follow_time = True
 
     def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
-        if timing is None:  # the first pass, which decides the durations
-            return VoiceWeights(0.5, 0.5)
-        weights = timing.per_phoneme(frame_weights(self.boundary, self.crossfade, timing))  # (B, L)
-        return VoiceWeights(weights, weights)
+        return temporal_voice_weights(self.boundary, self.crossfade, timing)
 
     def prepare(self, state: GuidanceState) -> None:
         state.routing_map = temporal_map(state, self.boundary, self.crossfade)  # (B, n_mels, T)
