@@ -270,9 +270,15 @@ def test_frequency_routing_map():
 
 def test_capture_only_on_asked_layers_and_steps(unet, inputs, monkeypatch):
     processors = install_processors(unet)
-    explicit_calls = []
-    original = ap._attention_probs
-    monkeypatch.setattr(ap, "_attention_probs", lambda *a: explicit_calls.append(1) or original(*a))
+    explicit_calls, mass_calls = [], []
+    original_probs, original_folded = ap._attention_probs, ap.folded_attention
+    monkeypatch.setattr(ap, "_attention_probs", lambda *a: explicit_calls.append(1) or original_probs(*a))
+
+    def folded(*args, **kwargs):
+        mass_calls.append(kwargs.get("num_ref1_tokens") is not None)
+        return original_folded(*args, **kwargs)
+
+    monkeypatch.setattr(ap, "folded_attention", folded)
     single = "up_blocks.2.attentions.0.transformer_blocks.0.attn1"
     store = AttentionStore(layers=["down_blocks.1", single], steps=[1], num_ref1_tokens=S1, sample_size=(N_MELS, T))
     with torch.no_grad():
@@ -290,7 +296,8 @@ def test_capture_only_on_asked_layers_and_steps(unet, inputs, monkeypatch):
     assert expected <= set(processors)
     assert sorted(r.layer for r in store.records) == sorted(expected)
     assert {r.step for r in store.records} == {1}
-    assert len(explicit_calls) == 3  # the other 16 cross-attention layers and other steps stayed on SDPA
+    assert not explicit_calls  # the ref1 mass rides in the fused call: no probabilities materialised
+    assert sum(mass_calls) == 3  # the other cross-attention layers and steps computed no mass
     assert all(r.probs is None for r in store.records)  # store_probs is off by default
     assert store.records[0].ref1_mass.shape == (2, 40, 4)
     with pytest.raises(ValueError, match=r"nothing recorded for layers=\('mid_block',\)"):
@@ -319,6 +326,54 @@ def test_ref1_and_ref2_masses_sum_to_one(unet, inputs):
         torch.testing.assert_close(ref1 + ref2, torch.ones_like(ref1), atol=1e-5, rtol=0)
         torch.testing.assert_close(record.ref1_mass.flatten(1), ref1)
         assert 0.05 < record.ref1_mass.mean() < 0.95  # an untrained model spreads mass over both
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+@pytest.mark.parametrize("head_dim", [8, 5])
+def test_folded_attention_is_the_explicit_biased_softmax(heads, head_dim):
+    """Routing bias, key padding and the ref1 mass folded into one SDPA call give the explicit formula's numbers."""
+    generator = torch.Generator().manual_seed(0)
+    batch, num_queries, num_keys = 2, 12, 7
+    query = torch.randn(batch, heads, num_queries, head_dim, generator=generator)
+    key = torch.randn(batch, heads, num_keys, head_dim, generator=generator)
+    value = torch.randn(batch, heads, num_keys, head_dim, generator=generator)
+    routing = RoutingSpec(torch.rand(1, 3, 4, generator=generator), num_ref1_tokens=S1, strength=2.0)
+    key_bias = torch.zeros(batch, heads, 1, num_keys)
+    key_bias[1, :, :, -2:] = ap.KEY_PADDING_BIAS  # item 1's last two tokens are padding
+
+    output, ref1_mass = ap.folded_attention(
+        query, key, value, key_bias=key_bias, query_log_weights=routing.query_log_weights(num_queries, batch),
+        key_blocks=routing.key_blocks(num_keys), num_ref1_tokens=S1,
+    )
+    probs = ap._attention_probs(query, key, key_bias + routing.bias(num_queries, num_keys, batch))  # (B, h, N, S)
+    torch.testing.assert_close(output, probs @ value, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref1_mass, probs[..., :S1].sum(-1), atol=1e-5, rtol=1e-5)
+    assert probs[1, ..., -2:].max() < 1e-6  # the padding really was discarded
+    assert 0.05 < ref1_mass.mean() < 0.95  # and the routing really did something to compare
+
+    plain, no_mass = ap.folded_attention(query, key, value)
+    torch.testing.assert_close(plain, ap._attention_probs(query, key, None) @ value, atol=1e-5, rtol=1e-5)
+    assert no_mass is None
+
+
+def test_capture_gives_the_mass_of_the_full_probabilities(unet, inputs):
+    """The default (fused) capture records what `store_probs=True` computes from the materialised probabilities."""
+    install_processors(unet)
+    keep = torch.ones(2, S1 + S2)
+    keep[0, -1] = 0
+    routing = RoutingSpec(quadrant_map(), num_ref1_tokens=S1, strength=3.0)
+    stores = [AttentionStore(num_ref1_tokens=S1), AttentionStore(num_ref1_tokens=S1, store_probs=True)]
+    outputs = []
+    with torch.no_grad():
+        for store in stores:
+            kwargs = {"capture": store, "routing": routing, "key_padding_mask": keep}
+            outputs.append(run(unet, inputs, encoder_attention_mask=keep, cross_attention_kwargs=kwargs))
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=1e-4)
+    fused, explicit = stores
+    assert [r.layer for r in fused.records] == [r.layer for r in explicit.records]
+    for a, b in zip(fused.records, explicit.records):
+        torch.testing.assert_close(a.ref1_mass, b.ref1_mass, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(fused.ref1_mass((N_MELS, T)), explicit.ref1_mass((N_MELS, T)), atol=1e-5, rtol=1e-4)
 
 
 def test_store_needs_token_split_and_size(unet, inputs):

@@ -31,9 +31,11 @@ Sections (``--sections``, default all), each printed as a markdown table and sav
   against a 100-step Euler reference with the same seed, mode "none", on three sentences.
 
 Timings: medians of ``--repeats`` after a warm-up call of every configuration (librosa/numba JIT, first calls).
-References are read from disk once; resampling and trimming still happen inside every call. On CUDA the clock is
-read after ``torch.cuda.synchronize()``. Other processes inflate CPU numbers: compare the load average printed
-before and after, and rerun when they disagree.
+References are read from disk once; resampling and trimming still happen inside every call. On CUDA the wall
+clock is read after ``torch.cuda.synchronize()`` at the start and end of a call, and the step ends are CUDA events
+recorded on the stream (no synchronisation inside the loop, which would stop the CPU from queueing the next step
+while the GPU runs this one). Other processes inflate CPU numbers: compare the load average printed before and
+after, and rerun when they disagree.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
                         help="torch_dtype the pipeline is loaded with")
     parser.add_argument("--batch", type=int, default=1, help="a batch of N copies of the text")
+    parser.add_argument("--text", default=RTF_TEXT,
+                        help=f"the sentence of the rtf and ratios sections (default {RTF_TEXT!r}, about 2.5 s)")
     parser.add_argument("--compile", action="store_true", help="torch.compile(pipe.unet)")
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune")
@@ -203,8 +207,8 @@ def load_average() -> list[float] | None:
 class Bench:
     """The loaded pipeline, its references and how to time one call of it."""
 
-    def __init__(self, pipe, ref1, ref2, device: str, batch: int):
-        self.pipe, self.ref1, self.ref2, self.device, self.batch = pipe, ref1, ref2, device, batch
+    def __init__(self, pipe, ref1, ref2, device: str, batch: int, text: str = RTF_TEXT):
+        self.pipe, self.ref1, self.ref2, self.device, self.batch, self.text = pipe, ref1, ref2, device, batch, text
 
     def clock(self) -> float:
         if self.device == "cuda":
@@ -222,15 +226,22 @@ class Bench:
 
     def timed(self, text: str, steps: int, output_type: str = "mel", **kwargs) -> dict:
         """{"seconds": wall, "decoder_seconds": denoising loop (see the module docstring), "audio_seconds"}."""
-        step_ends = []
+        step_ends = []  # seconds on the CPU clock, or CUDA events
 
         def on_step_end(pipe, i, t, tensors):
-            step_ends.append(self.clock())
+            if self.device == "cuda":
+                event = torch.cuda.Event(enable_timing=True)
+                event.record()
+                step_ends.append(event)
+            else:
+                step_ends.append(time.perf_counter())
             return None
 
         start = self.clock()
         output = self.call(text, steps, output_type, callback_on_step_end=on_step_end, **kwargs)
-        end = self.clock()
+        end = self.clock()  # synchronised: every event has completed
+        if self.device == "cuda":
+            step_ends = [step_ends[0].elapsed_time(e) / 1000.0 for e in step_ends]  # seconds after the first
         decoder = math.nan
         if len(step_ends) >= 2:  # steps 2..N as timed, plus step 1 taken to last as long as step 2
             decoder = (step_ends[-1] - step_ends[0]) + (step_ends[1] - step_ends[0])
@@ -243,7 +254,7 @@ class Bench:
         timings."""
         start = time.perf_counter()
         for index, kwargs in enumerate(configurations):
-            self.call(RTF_TEXT, WARMUP_STEPS, "np" if index == 0 else "mel", **kwargs)
+            self.call(self.text, WARMUP_STEPS, "np" if index == 0 else "mel", **kwargs)
         return time.perf_counter() - start
 
 
@@ -264,8 +275,8 @@ def section_rtf(bench: Bench, steps_list: list[int], repeats: int, modes: list[s
         for steps in steps_list:
             full, mel = [], []
             for _ in range(repeats):  # the two kinds of call alternate, so drifting load hits both alike
-                full.append(bench.timed(RTF_TEXT, steps, "np", **kwargs))
-                mel.append(bench.timed(RTF_TEXT, steps, "mel", **kwargs))
+                full.append(bench.timed(bench.text, steps, "np", **kwargs))
+                mel.append(bench.timed(bench.text, steps, "mel", **kwargs))
             audio_seconds = full[0]["audio_seconds"]
             full_s = median([r["seconds"] for r in full])
             mel_s = median([r["seconds"] for r in mel])
@@ -274,13 +285,13 @@ def section_rtf(bench: Bench, steps_list: list[int], repeats: int, modes: list[s
                          "mel_seconds": mel_s, "decoder_seconds": decoder_s, "rtf_full": full_s / audio_seconds,
                          "rtf_no_vocoder": mel_s / audio_seconds, "rtf_decoder": decoder_s / audio_seconds})
     print("\n## Real-time factor (wall s / audio s; < 1 is faster than real time)\n")
-    print(f"Text: {RTF_TEXT!r} ({rows[0]['audio_seconds'] / bench.batch:.2f} s of audio per item, batch "
+    print(f"Text: {bench.text!r} ({rows[0]['audio_seconds'] / bench.batch:.2f} s of audio per item, batch "
           f"{bench.batch}); median of {repeats}.\n")
     print(markdown_table(
         ["mode", "steps", "RTF full", "RTF no vocoder", "RTF decoder", "full s", "no-vocoder s", "decoder s"],
         [[r["mode"], r["steps"], f"{r['rtf_full']:.3f}", f"{r['rtf_no_vocoder']:.3f}", f"{r['rtf_decoder']:.3f}",
           f"{r['full_seconds']:.2f}", f"{r['mel_seconds']:.2f}", f"{r['decoder_seconds']:.2f}"] for r in rows]))
-    return {"text": RTF_TEXT, "repeats": repeats, "rows": rows}
+    return {"text": bench.text, "repeats": repeats, "rows": rows}
 
 
 def ratio_steps(steps_list: list[int]) -> int:
@@ -295,7 +306,7 @@ def section_ratios(bench: Bench, steps: int, repeats: int) -> dict:
     for repeat in range(repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:  # rotate the order so no configuration always runs first
-            timings[name].append(bench.timed(RTF_TEXT, steps, "mel", **RATIO_CALLS[name]))
+            timings[name].append(bench.timed(bench.text, steps, "mel", **RATIO_CALLS[name]))
     seconds = {name: median([r["seconds"] for r in timings[name]]) for name in names}
     decoder = {name: median([r["decoder_seconds"] for r in timings[name]]) for name in names}
     ratios = {}
@@ -539,7 +550,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref2 = load_reference(args.ref2, "ref2", parser)
 
     pipe = load_pipeline(args)
-    bench = Bench(pipe, ref1, ref2, args.device, args.batch)
+    bench = Bench(pipe, ref1, ref2, args.device, args.batch, args.text)
     if args.memory_probe is not None:
         print("MEMORY_PROBE " + json.dumps(json_safe(memory_probe(args, pipe, bench))))
         return {}

@@ -39,6 +39,14 @@ class Conditioning:
     token_mask: torch.Tensor
     style_vector: torch.Tensor
     cross_attention_kwargs: dict[str, Any] | None = None
+    _all_real: bool | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def attention_mask(self) -> torch.Tensor | None:
+        """The token mask the U-Net gets: None when every token is real, so attention runs with no key bias."""
+        if self._all_real is None:
+            self._all_real = bool(self.token_mask.all())  # checked once per conditioning, not per step
+        return None if self._all_real else self.token_mask
 
     @classmethod
     def of(cls, style: StyleEncoderOutput, style_vector: torch.Tensor | None = None) -> Conditioning:
@@ -241,6 +249,6 @@ def unet_score(state: GuidanceState, x: torch.Tensor, t: torch.Tensor, condition
     sample = torch.stack([x, mu_y], dim=1)  # (k*B, 2, n_mels, T)
     return state.unet(
         sample, timestep, encoder_hidden_states=conditioning.style_tokens,
-        encoder_attention_mask=conditioning.token_mask, class_labels=conditioning.style_vector, mask=y_mask,
+        encoder_attention_mask=conditioning.attention_mask, class_labels=conditioning.style_vector, mask=y_mask,
         cross_attention_kwargs=conditioning.cross_attention_kwargs,
     ).sample[:, 0]

@@ -12,6 +12,16 @@ so that, before normalisation, ref1's weights are multiplied by R_q and ref2's b
 nothing). It can also record, on the layers and denoising steps an `AttentionStore` asks for, the per-query
 **ref1 mass** (sum of attention probabilities over ref1's key block), keeping the autograd graph for noise tuning.
 
+Neither needs an (N, S) tensor. The bias is a sum of products of a query term and a key term,
+
+    bias[q, k] = sum_c a[q, c] b[k, c],   a = strength * [log R_q, log(1 - R_q), 1],   b = [k < S1, k >= S1, m_k]
+
+(m_k: the key-padding bias, 0 or -10000), so it rides in extra dot-product dimensions: queries become
+[q, a / scale], keys [k, b], and one fused `scaled_dot_product_attention` call with `scale = d^-1/2` computes
+softmax(q k^T / sqrt(d) + bias) exactly. The ref1 mass is the attention-weighted mean of the indicator k < S1, so
+it rides in an extra value dimension. Head dimensions are padded with zeros to a multiple of 8, which the fused
+kernels want. Only `AttentionStore(store_probs=True)` materialises the probabilities.
+
 Geometry (verified against diffusers' `Transformer2DModel`, which flattens a (B, C, H, W) feature map with
 `permute(0, 2, 3, 1).reshape(B, H * W, C)`): the query index is `h * W + w`, i.e. frequency-major, with
 H = mel bins (image height) and W = frames (image width). At U-Net level k the grid is
@@ -176,9 +186,9 @@ class RoutingSpec:
     num_ref1_tokens: int
     eps: float = 1e-4
     strength: float = 1.0
-    # bias per (height, width, keys, batch, dtype): the map is fixed for a sampling run, so every step after the
-    # first reuses each layer's bias instead of resizing the map and taking logs again
-    _biases: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    # per-query log-weights per (height, width): the map is fixed for a sampling run, so every step after the first
+    # reuses each level's instead of resizing the map and taking logs again
+    _log_weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if not isinstance(self.routing_map, torch.Tensor) or self.routing_map.ndim != 3:
@@ -200,18 +210,13 @@ class RoutingSpec:
         """(n_mels, T) of the full-resolution image."""
         return tuple(self.routing_map.shape[-2:])
 
-    def bias(self, num_queries: int, num_keys: int, batch_size: int, height: int | None = None,
-             width: int | None = None) -> torch.Tensor:
-        """The additive log-weight bias for one layer.
+    def query_log_weights(self, num_queries: int, batch_size: int, height: int | None = None,
+                          width: int | None = None) -> torch.Tensor:
+        """strength * [log R_q, log(1 - R_q)] for every query of a layer: the query side of the bias.
 
         Returns:
-            (B, 1, N, S), broadcast over heads.
+            (B or 1, N, 2), float32.
         """
-        if self.num_ref1_tokens >= num_keys:
-            raise ValueError(
-                f"routing needs keys = [ref1 tokens ; ref2 tokens], but the layer has {num_keys} keys and "
-                f"num_ref1_tokens={self.num_ref1_tokens}: concatenate both references' tokens on the token axis"
-            )
         if self.routing_map.shape[0] not in (1, batch_size):
             raise ValueError(
                 f"routing_map has batch {self.routing_map.shape[0]} but the U-Net batch is {batch_size}; "
@@ -219,24 +224,39 @@ class RoutingSpec:
             )
         if height is None:
             height, width = query_grid(num_queries, self.sample_size)
-        key = (height, width, num_keys, batch_size)
-        if key not in self._biases:
-            self._biases[key] = self._bias(num_keys, batch_size, height, width)
-        return self._biases[key]
+        if (height, width) not in self._log_weights:
+            weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
+            log_weights = torch.stack(
+                [weight_ref1.clamp(self.eps, 1.0).log(), (1.0 - weight_ref1).clamp(self.eps, 1.0).log()], dim=-1
+            )
+            self._log_weights[(height, width)] = self.strength * log_weights  # (B, N, 2)
+        return self._log_weights[(height, width)]
 
-    def _bias(self, num_keys: int, batch_size: int, height: int, width: int) -> torch.Tensor:
-        weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
-        log_ref1 = weight_ref1.clamp(self.eps, 1.0).log()
-        log_ref2 = (1.0 - weight_ref1).clamp(self.eps, 1.0).log()
-        num_ref2_tokens = num_keys - self.num_ref1_tokens
-        bias = torch.cat(
-            [
-                log_ref1.unsqueeze(-1).expand(-1, -1, self.num_ref1_tokens),
-                log_ref2.unsqueeze(-1).expand(-1, -1, num_ref2_tokens),
-            ],
-            dim=-1,
-        )  # (B, N, S)
-        return (self.strength * bias).expand(batch_size, -1, -1).unsqueeze(1)  # (B, 1, N, S)
+    def key_blocks(self, num_keys: int) -> torch.Tensor:
+        """One-hot block of every key, [k < S1, k >= S1]: the key side of the bias.
+
+        Returns:
+            (S, 2), float32, on the routing map's device.
+        """
+        if self.num_ref1_tokens >= num_keys:
+            raise ValueError(
+                f"routing needs keys = [ref1 tokens ; ref2 tokens], but the layer has {num_keys} keys and "
+                f"num_ref1_tokens={self.num_ref1_tokens}: concatenate both references' tokens on the token axis"
+            )
+        is_ref1 = torch.arange(num_keys, device=self.routing_map.device) < self.num_ref1_tokens
+        return torch.stack([is_ref1, ~is_ref1], dim=-1).float()  # (S, 2)
+
+    def bias(self, num_queries: int, num_keys: int, batch_size: int, height: int | None = None,
+             width: int | None = None) -> torch.Tensor:
+        """The additive log-weight bias for one layer, materialised (the processor folds it instead).
+
+        Returns:
+            (B, 1, N, S), broadcast over heads.
+        """
+        blocks = self.key_blocks(num_keys)  # (S, 2)
+        log_weights = self.query_log_weights(num_queries, batch_size, height, width)  # (B or 1, N, 2)
+        bias = log_weights @ blocks.T  # (B or 1, N, S)
+        return bias.expand(batch_size, -1, -1).unsqueeze(1)  # (B, 1, N, S)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -447,17 +467,9 @@ class MelAttnProcessor(AttnProcessor2_0):
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        recording = is_cross and capture is not None and capture.should_record(self.name)
         if is_cross:
-            attention_mask = self._cross_attention_bias(
-                attention_mask, routing, key_padding_mask, batch_size, num_queries, sequence_length, grid,
-                query.dtype,
-            )
-
-        if recording:
-            probs = _attention_probs(query, key, attention_mask)  # (B, heads, N, S)
-            hidden_states = probs.to(value.dtype) @ value  # (B, heads, N, d)
-            self._record(capture, probs, routing, num_queries, grid)
+            hidden_states = self._cross_attention(query, key, value, attention_mask, routing, capture,
+                                                  key_padding_mask, num_queries, grid)
         else:
             hidden_states = F.scaled_dot_product_attention(
                 query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
@@ -479,27 +491,42 @@ class MelAttnProcessor(AttnProcessor2_0):
 
         return hidden_states
 
-    @staticmethod
-    def _cross_attention_bias(attention_mask, routing, key_padding_mask, batch_size, num_queries, num_keys, grid,
-                              dtype):
-        """diffusers' key mask + our key-padding mask + routing bias, as one additive (B, heads or 1, N or 1, S)."""
-        bias = attention_mask
-        if key_padding_mask is not None:
-            if key_padding_mask.shape != (batch_size, num_keys):
-                raise ValueError(
-                    f"key_padding_mask must be (B, S) = ({batch_size}, {num_keys}) with 1 = keep, "
-                    f"got {tuple(key_padding_mask.shape)}"
-                )
-            padding_bias = (1.0 - key_padding_mask.to(dtype)) * KEY_PADDING_BIAS
-            padding_bias = padding_bias[:, None, None, :]  # (B, 1, 1, S)
-            bias = padding_bias if bias is None else bias + padding_bias
-        if routing is not None:
-            height, width = grid if grid is not None else (None, None)
-            routing_bias = routing.bias(num_queries, num_keys, batch_size, height, width).to(dtype)  # (B, 1, N, S)
-            bias = routing_bias if bias is None else bias + routing_bias
-        return bias
+    def _cross_attention(self, query, key, value, attention_mask, routing, capture, key_padding_mask, num_queries,
+                         grid) -> torch.Tensor:
+        """Attention of (B, heads, N, d) queries to (B, heads, S, d) style tokens, with routing and capture."""
+        batch_size, num_keys = query.shape[0], key.shape[2]
+        recording = capture is not None and capture.should_record(self.name)
+        num_ref1_tokens = self._ref1_block(capture, routing) if recording else None
+        key_bias = _key_bias(attention_mask, key_padding_mask, batch_size, num_keys, query.dtype)
+        height, width = grid if grid is not None else (None, None)
 
-    def _record(self, capture: AttentionStore, probs, routing, num_queries, grid) -> None:
+        if (recording and capture.store_probs) or (key_bias is not None and key_bias.shape[-2] != 1):
+            # the explicit path: the full probabilities are asked for, or a mask varies over queries (not foldable)
+            bias = key_bias
+            if routing is not None:
+                routing_bias = routing.bias(num_queries, num_keys, batch_size, height, width).to(query.dtype)
+                bias = routing_bias if bias is None else bias + routing_bias  # (B, 1 or heads, N, S)
+            if not recording:
+                return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=0.0)
+            probs = _attention_probs(query, key, bias)  # (B, heads, N, S)
+            ref1_mass = probs[..., :num_ref1_tokens].sum(-1)  # (B, heads, N)
+            self._record(capture, ref1_mass, probs, routing, num_queries, grid)
+            return probs.to(value.dtype) @ value  # (B, heads, N, d)
+
+        hidden_states, ref1_mass = folded_attention(
+            query, key, value, key_bias=key_bias,
+            query_log_weights=None if routing is None else routing.query_log_weights(
+                num_queries, batch_size, height, width),
+            key_blocks=None if routing is None else routing.key_blocks(num_keys),
+            num_ref1_tokens=num_ref1_tokens,
+        )
+        if recording:
+            self._record(capture, ref1_mass, None, routing, num_queries, grid)
+        return hidden_states
+
+    @staticmethod
+    def _ref1_block(capture: AttentionStore, routing: RoutingSpec | None) -> int:
+        """S1, the size of ref1's key block, from the store or the routing spec (which must agree)."""
         num_ref1_tokens = capture.num_ref1_tokens
         if routing is not None:
             if num_ref1_tokens is not None and num_ref1_tokens != routing.num_ref1_tokens:
@@ -510,6 +537,10 @@ class MelAttnProcessor(AttnProcessor2_0):
             num_ref1_tokens = routing.num_ref1_tokens
         if num_ref1_tokens is None:
             raise ValueError("capturing the ref1 mass needs num_ref1_tokens on the AttentionStore (or a RoutingSpec)")
+        return num_ref1_tokens
+
+    def _record(self, capture: AttentionStore, ref1_mass, probs, routing, num_queries, grid) -> None:
+        """Record a (B, heads, N) ref1 mass, averaged over heads, on its (F, L) grid."""
         if grid is None:
             sample_size = capture.sample_size if capture.sample_size is not None else (
                 routing.sample_size if routing is not None else None
@@ -520,8 +551,79 @@ class MelAttnProcessor(AttnProcessor2_0):
                     "or pass a RoutingSpec"
                 )
             grid = query_grid(num_queries, sample_size)
-        ref1_mass = probs[..., :num_ref1_tokens].sum(-1).mean(1)  # (B, N), averaged over heads
+        ref1_mass = ref1_mass.float().mean(1)  # (B, N), averaged over heads
         capture.record(self.name, ref1_mass.reshape(ref1_mass.shape[0], *grid), probs)  # (B, F, L)
+
+
+def _key_bias(attention_mask, key_padding_mask, batch_size: int, num_keys: int, dtype) -> torch.Tensor | None:
+    """diffusers' key mask (B, heads, 1 or N, S) plus our key-padding mask (B, S), as one additive bias or None."""
+    bias = attention_mask
+    if key_padding_mask is not None:
+        if key_padding_mask.shape != (batch_size, num_keys):
+            raise ValueError(
+                f"key_padding_mask must be (B, S) = ({batch_size}, {num_keys}) with 1 = keep, "
+                f"got {tuple(key_padding_mask.shape)}"
+            )
+        padding_bias = (1.0 - key_padding_mask.to(dtype)) * KEY_PADDING_BIAS
+        padding_bias = padding_bias[:, None, None, :]  # (B, 1, 1, S)
+        bias = padding_bias if bias is None else bias + padding_bias
+    return bias
+
+
+def folded_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_bias: torch.Tensor | None = None,
+    query_log_weights: torch.Tensor | None = None,
+    key_blocks: torch.Tensor | None = None,
+    num_ref1_tokens: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(q k^T / sqrt(d) + bias) v in one fused SDPA call, the bias riding in extra head dimensions.
+
+    bias[q, k] = query_log_weights[q] . key_blocks[k] + key_bias[k]; queries get [q, log-weights / scale, 1 / scale],
+    keys [k, blocks, key_bias], and SDPA runs with scale = d^-1/2, so scale * (q' . k') is exactly the biased logit.
+    With `num_ref1_tokens`, values get the indicator k < S1 as an extra dimension, whose output is the ref1 mass.
+
+    Args:
+        query: (B, heads, N, d); key, value: (B, heads, S, d).
+        key_bias: (B, heads or 1, 1, S) additive bias per key (0 keep, -10000 discard), or None.
+        query_log_weights: (B or 1, N, 2) routing log-weights of ref1's and ref2's block per query, or None.
+        key_blocks: (S, 2) one-hot block of each key (with `query_log_weights`).
+        num_ref1_tokens: S1, to return the ref1 mass too.
+
+    Returns:
+        (B, heads, N, d) attention output, and the (B, heads, N) ref1 mass (None without `num_ref1_tokens`).
+    """
+    batch_size, heads, num_queries, head_dim = query.shape
+    num_keys = key.shape[2]
+    if query_log_weights is None and key_bias is None and num_ref1_tokens is None:
+        return F.scaled_dot_product_attention(query, key, value), None
+    scale = head_dim**-0.5
+    query_terms, key_terms, value_terms = [query], [key], [value]
+    if query_log_weights is not None:
+        query_terms.append(query_log_weights.to(query.dtype).unsqueeze(1).expand(batch_size, heads, -1, -1) / scale)
+        key_terms.append(key_blocks.to(key.dtype).expand(batch_size, heads, -1, -1))
+    if key_bias is not None:
+        query_terms.append(query.new_full((1, 1, 1, 1), 1 / scale).expand(batch_size, heads, num_queries, 1))
+        key_terms.append(key_bias.to(key.dtype).transpose(-1, -2).expand(batch_size, heads, num_keys, 1))
+    if num_ref1_tokens is not None:
+        is_ref1 = torch.arange(num_keys, device=value.device) < num_ref1_tokens
+        value_terms.append(is_ref1.to(value.dtype).view(1, 1, num_keys, 1).expand(batch_size, heads, -1, -1))
+    extra = max(sum(t.shape[-1] for t in terms[1:]) for terms in (query_terms, key_terms, value_terms))
+    width = -(-(head_dim + extra) // 8) * 8  # fused kernels want a multiple of 8
+    query, key, value = (_cat_padded(terms, width) for terms in (query_terms, key_terms, value_terms))
+    output = F.scaled_dot_product_attention(query, key, value, scale=scale)  # (B, heads, N, width)
+    ref1_mass = output[..., head_dim] if num_ref1_tokens is not None else None
+    return output[..., :head_dim], ref1_mass
+
+
+def _cat_padded(terms: list[torch.Tensor], width: int) -> torch.Tensor:
+    """Concatenate on the last axis and pad with zeros to `width` (zero dimensions add nothing to a dot product)."""
+    padding = width - sum(t.shape[-1] for t in terms)
+    if padding:
+        terms = terms + [terms[0].new_zeros(*terms[0].shape[:-1], padding)]
+    return torch.cat(terms, dim=-1)
 
 
 def _attention_probs(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -384,7 +384,12 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
                                    bool(self.text_processor.config.config.add_blank),
                                    self.feature_config.sample_rate / self.feature_config.hop_length)
             weight = strategy.voice_weights(timing).style.to(mu_x).unsqueeze(1)  # (B, 1, L) weight of ref1
-            mu_x = weight * encode_text(1.0, 1.0)[0] + (1.0 - weight) * encode_text(0.0, 0.0)[0]  # (B, n_mels, L)
+            mu_x_ref1, mu_x_ref2 = self.text_encoder(  # both voices in one call of 2B
+                ids.repeat(2, 1), id_lengths.repeat(2),
+                torch.cat([ref1_style.style_vector, ref2_style.style_vector]),
+                None if pitch1 is None else torch.cat([pitch1, pitch2]),
+            )[0].chunk(2)  # (B, n_mels, L) each
+            mu_x = weight * mu_x_ref1 + (1.0 - weight) * mu_x_ref2
         y_mask = sequence_mask(lengths).unsqueeze(1).to(dtype)  # (B, 1, T_max)
         mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T_max)
 
