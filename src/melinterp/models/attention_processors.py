@@ -186,8 +186,8 @@ class RoutingSpec:
     num_ref1_tokens: int
     eps: float = 1e-4
     strength: float = 1.0
-    # per-query log-weights per (height, width): the map is fixed for a sampling run, so every step after the first
-    # reuses each level's instead of resizing the map and taking logs again
+    # per-query log-weights of every U-Net level, (height, width) -> (B, N, 2), made once: the map is fixed for a
+    # sampling run, so no step resizes it or takes logs again (and a compiled U-Net sees a table that never changes)
     _log_weights: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -204,11 +204,24 @@ class RoutingSpec:
             raise ValueError(f"num_ref1_tokens must be >= 1, got {self.num_ref1_tokens}")
         if not 0 < self.eps < 0.5:
             raise ValueError(f"eps must be in (0, 0.5), got {self.eps}")
+        height, width = self.sample_size
+        while True:  # every grid query_grid can name: (ceil(n_mels / 2^k), ceil(T / 2^k))
+            self._log_weights[(height, width)] = self._resized_log_weights(height, width)
+            if height == 1 and width == 1:
+                break
+            height, width = -(-height // 2), -(-width // 2)
 
     @property
     def sample_size(self) -> tuple[int, int]:
         """(n_mels, T) of the full-resolution image."""
         return tuple(self.routing_map.shape[-2:])
+
+    def _resized_log_weights(self, height: int, width: int) -> torch.Tensor:
+        weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
+        log_weights = torch.stack(
+            [weight_ref1.clamp(self.eps, 1.0).log(), (1.0 - weight_ref1).clamp(self.eps, 1.0).log()], dim=-1
+        )
+        return self.strength * log_weights  # (B, N, 2)
 
     def query_log_weights(self, num_queries: int, batch_size: int, height: int | None = None,
                           width: int | None = None) -> torch.Tensor:
@@ -224,13 +237,9 @@ class RoutingSpec:
             )
         if height is None:
             height, width = query_grid(num_queries, self.sample_size)
-        if (height, width) not in self._log_weights:
-            weight_ref1 = resize_routing_map(self.routing_map.float(), height, width)  # (B, N)
-            log_weights = torch.stack(
-                [weight_ref1.clamp(self.eps, 1.0).log(), (1.0 - weight_ref1).clamp(self.eps, 1.0).log()], dim=-1
-            )
-            self._log_weights[(height, width)] = self.strength * log_weights  # (B, N, 2)
-        return self._log_weights[(height, width)]
+        if (height, width) in self._log_weights:
+            return self._log_weights[(height, width)]
+        return self._resized_log_weights(height, width)  # a grid of some other U-Net's padding
 
     def key_blocks(self, num_keys: int) -> torch.Tensor:
         """One-hot block of every key, [k < S1, k >= S1]: the key side of the bias.
@@ -385,8 +394,9 @@ class MelAttnProcessor(AttnProcessor2_0):
     """`AttnProcessor2_0` plus routing and capture on cross-attention layers.
 
     With `routing=None, capture=None`, and on every self-attention layer, it computes exactly what
-    `AttnProcessor2_0` does (scaled-dot-product attention). Probabilities are materialised only on the
-    cross-attention layers and steps that an `AttentionStore` records.
+    `AttnProcessor2_0` does (scaled-dot-product attention). Routing, key padding and capture run in the same
+    fused call (`folded_attention`); probabilities are materialised only for a store with `store_probs=True`, or
+    for a diffusers attention mask that varies over queries (which cannot be folded).
 
     Args:
         name: the attention module's name in the U-Net (set by `install_processors`), used by `AttentionStore`.

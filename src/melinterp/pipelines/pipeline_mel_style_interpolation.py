@@ -305,7 +305,8 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             generator: a torch.Generator, or one per text; each item's noise is drawn from its own generator
                 (seeded from the given one), so batching does not change results.
             output_type: "np" or "pt" (waveforms and mels as numpy / torch), or "mel" (no vocoder, audios None).
-            return_attention: also return `ref1_mass` (captures attention probabilities: slower).
+            return_attention: also return `ref1_mass`, the attention mass on ref1 per mel cell (modes with both
+                references' keys; it rides in the fused attention call, so it costs about nothing).
             callback_on_step_end: ``fn(pipe, i, t, {"latents": x}) -> dict | None`` after each step; a returned
                 "latents" replaces x. For a batch of different lengths it runs once a step per length group.
             return_dict: return a `MelStyleInterpolationPipelineOutput` rather than a tuple.
