@@ -356,6 +356,22 @@ def test_folded_attention_is_the_explicit_biased_softmax(heads, head_dim):
     assert no_mass is None
 
 
+def test_routing_spec_makes_every_level_once():
+    """Each level's log-weights exist from construction on and calls only read them (a compiled U-Net guards on
+    that table, so it must not change between steps)."""
+    routing = RoutingSpec(quadrant_map(), num_ref1_tokens=S1, strength=2.0)
+    table = dict(routing._log_weights)
+    assert set(table) == {(80, 8), (40, 4), (20, 2), (10, 1), (5, 1), (3, 1), (2, 1), (1, 1)}
+    for height, width in GRIDS:
+        log_weights = routing.query_log_weights(height * width, 2)
+        assert log_weights is table[(height, width)]
+        assert log_weights.shape == (2, height * width, 2)
+    assert routing._log_weights == table
+    full = routing.query_log_weights(N_MELS * T, 2)
+    expected = 2.0 * torch.stack([quadrant_map().clamp(1e-4, 1).log(), (1 - quadrant_map()).clamp(1e-4, 1).log()], -1)
+    torch.testing.assert_close(full, expected.flatten(1, 2))
+
+
 def test_capture_gives_the_mass_of_the_full_probabilities(unet, inputs):
     """The default (fused) capture records what `store_probs=True` computes from the materialised probabilities."""
     install_processors(unet)

@@ -76,3 +76,16 @@ def test_ratios_section_on_the_bundled_model_gives_finite_positive_ratios(bench,
         # the ratio is the variant's seconds over the baseline's, as printed
         assert row["pipeline_ratio"] == pytest.approx(row["seconds"] / ratios["baseline_seconds"])
     assert results["ratios"]["ratios"].keys() == ratios["ratios"].keys()
+
+
+@pytest.mark.slow
+def test_rtf_section_times_the_given_text(bench, tmp_path):
+    json_path = tmp_path / "bench.json"
+    bench.main(["--sections", "rtf", "--modes", "none", "--steps", "2", "--repeats", "1", "--text", "Hi there.",
+                "--json", str(json_path)])
+    rtf = json.loads(json_path.read_text())["rtf"]
+    assert rtf["text"] == "Hi there."
+    (row,) = rtf["rows"]
+    assert row["mode"] == "none" and row["steps"] == 2
+    assert 0.3 < row["audio_seconds"] < 1.5  # two words, not the default 2.5 s sentence
+    assert 0 < row["rtf_decoder"] < row["rtf_no_vocoder"] < row["rtf_full"]

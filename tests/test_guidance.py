@@ -270,3 +270,11 @@ def test_conditioning_stack_pads_tokens_with_masked_keys(pipe):
     stacked = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))
     assert stacked.style_tokens.shape == (2, 8, 16)
     assert stacked.token_mask.tolist() == [[True] * 8, [True] * 6 + [False] * 2]
+
+
+def test_conditioning_gives_the_unet_no_mask_when_every_token_is_real(pipe):
+    state = make_state(pipe)
+    whole = Conditioning.of(state.ref1)
+    assert bool(whole.token_mask.all()) and whole.attention_mask is None  # attention then runs with no key bias
+    stacked = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))
+    assert stacked.attention_mask is stacked.token_mask  # ref2's padded keys stay masked
