@@ -111,6 +111,42 @@ def test_references_as_path_tensor_and_pair_agree(pipe, tmp_path):
     np.testing.assert_array_equal(run(pipe, ref1=torch.from_numpy(REF1[0]), output_type="mel").mels, from_pair)
 
 
+@pytest.mark.parametrize("mode", ["none", "freq", "temporal"])
+def test_encoded_references_give_what_the_recordings_give(pipe, mode):
+    encoded1, encoded2 = pipe.encode_reference(REF1), pipe.encode_reference(REF2)
+    assert encoded1.style_tokens.shape[0] == 1 and encoded1.f0.ndim == 1 and (encoded1.f0 > 0).any()
+    assert pipe.encode_reference(encoded1) is encoded1
+    kwargs = {"output_type": "mel", "return_attention": mode != "none"}
+    from_audio = run(pipe, mode, **kwargs)
+    from_encodings = run(pipe, mode, ref1=encoded1, ref2=encoded2, **kwargs)
+    np.testing.assert_array_equal(from_encodings.mels, from_audio.mels)
+    if mode != "none":
+        np.testing.assert_array_equal(from_encodings.ref1_mass, from_audio.ref1_mass)
+
+
+def test_a_batch_mixing_encodings_and_recordings_equals_single_calls(pipe):
+    """Items of different reference lengths: the encodings' tokens are padded and masked like a batched encoding."""
+    short2 = (harmonic_tone(300.0, 0.3), SR)
+    texts = [TEXT, "A longer sentence, to speak."]
+    batch = pipe(texts, [pipe.encode_reference(REF1), REF2], [short2, pipe.encode_reference(REF1)], mode="freq",
+                 generator=[seeded(1), seeded(2)], num_inference_steps=STEPS, output_type="mel")
+    singles = [run(pipe, "freq", text=texts[0], ref1=REF1, ref2=short2, seed=1, output_type="mel"),
+               run(pipe, "freq", text=texts[1], ref1=REF2, ref2=REF1, seed=2, output_type="mel")]
+    for b, single in enumerate(singles):
+        (length,) = single.lengths
+        assert batch.lengths[b] == length
+        close(batch.mels[b, :, :length], single.mels[0])
+
+
+def test_encode_reference_refuses_bad_audio_by_name(pipe):
+    from melinterp.audio import AudioError
+
+    with pytest.raises(AudioError, match=r"ref: audio array is silent"):
+        pipe.encode_reference((np.zeros(22050, dtype=np.float32), SR))
+    with pytest.raises(ValueError, match=r"or a ReferenceEncoding \(pipe.encode_reference\), got int"):
+        pipe.encode_reference(3)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Saving, loading, determinism, batching
 # ---------------------------------------------------------------------------------------------------------------
@@ -302,7 +338,7 @@ BAD_INPUTS = [
     ({"length_scale": 0}, r"length_scale must be > 0"),
     ({"routing_strength": -1}, r"routing_strength must be >= 0"),
     ({"ref1": [REF1, REF1]}, r"ref1 is a list of 2 references but there are 1 texts"),
-    ({"ref1": np.zeros(100)}, r"ref1 must be a file path, an \(array, sample_rate\) pair or a 1-D waveform tensor"),
+    ({"ref1": np.zeros(100)}, r"ref1 must be a file path, an \(array, sample_rate\) pair, a 1-D waveform tensor"),
     ({"ref1": torch.zeros(2, 100)}, r"ref1 as a tensor must be a 1-D waveform"),
     ({"ref1": (np.zeros(22050, dtype=np.float32), SR)}, r"ref1: audio array is silent"),
     ({"generator": [seeded(0), seeded(1)]}, r"generator is a list of 2 but there are 1 texts"),

@@ -34,13 +34,15 @@ def refs(tmp_path_factory):
     return ref1, ref2
 
 
-def reference_audio(model_dir, text, ref1, ref2, mode, seed=0, return_attention=False):
+def reference_audio(model_dir, text, ref1, ref2, mode, seed=0, return_attention=False, scheduler=None):
     """What the Python API gives for the same settings, cut to the item's length."""
     from melinterp.pipelines import MelStyleInterpolationPipeline
 
     pipe = MelStyleInterpolationPipeline.from_pretrained(model_dir)
     pipe.set_progress_bar_config(disable=True)
-    # --plot asks for attention maps, whose explicit softmax differs from fused attention in the last bits
+    if scheduler is not None:
+        pipe.scheduler = scheduler.from_config(pipe.scheduler.config)
+    # --plot asks for attention maps: the ref1 mass rides in the attention call, as it does in the API
     out = pipe(text, str(ref1), None if ref2 is None else str(ref2), mode=mode, num_inference_steps=int(STEPS),
                generator=torch.Generator().manual_seed(seed), return_attention=return_attention)
     return out.audios[0][: int(out.lengths[0]) * 256]
@@ -65,6 +67,20 @@ def test_freq_mode_writes_16_bit_wav_equal_to_the_api_and_a_plot(model_dir, refs
     np.testing.assert_allclose(written, expected, atol=1.0 / 32767)  # 16-bit quantisation
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert leftovers(tmp_path) == []
+
+
+def test_scheduler_dpm_swaps_in_the_fast_solver(model_dir, refs, tmp_path):
+    from melinterp.schedulers import GradTTSDPMSolverScheduler
+
+    ref1, _ = refs
+    out = tmp_path / "dpm.wav"
+    assert main(["synthesize", TEXT, "--ref1", str(ref1), "--out", str(out), "--model", str(model_dir), "--steps",
+                 STEPS, "--scheduler", "dpm"]) == 0
+    written, _ = soundfile.read(out, dtype="float32")
+    expected = np.clip(reference_audio(model_dir, TEXT, ref1, None, "none", scheduler=GradTTSDPMSolverScheduler), -1, 1)
+    euler = np.clip(reference_audio(model_dir, TEXT, ref1, None, "none"), -1, 1)
+    np.testing.assert_allclose(written, expected, atol=1.0 / 32767)
+    assert np.abs(written - euler).max() > 10.0 / 32767  # a different solver really ran
 
 
 def test_text_file_writes_one_numbered_file_per_non_empty_line(model_dir, refs, tmp_path):
@@ -142,6 +158,7 @@ def test_bad_reference_audio_is_a_one_line_error(model_dir, refs, tmp_path, caps
     (["--pitch-mask", "comb"], r"--pitch-mask must be one of band, harmonic, got 'comb'"),
     (["--boundary", "late"], r"--boundary 'late': boundary as a str must be seconds with the unit"),
     (["--steps", "0"], r"--steps must be a positive number of denoising steps, got 0"),
+    (["--scheduler", "heun"], r"--scheduler must be one of euler, dpm, got 'heun'"),
     (["--ref2", "missing.wav"], r"--ref2 missing.wav: no such file"),
     (["--text", "   "], r"the text is empty \(got '   '\)"),
     (["--text-file", "lines.txt"], r"either as an argument or with --text-file, not both"),

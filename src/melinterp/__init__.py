@@ -17,6 +17,7 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "defaul
 _EXPORTS = {
     "MelStyleInterpolationPipeline": "melinterp.pipelines",
     "MelStyleInterpolationPipelineOutput": "melinterp.pipelines",
+    "ReferenceEncoding": "melinterp.pipelines",
     "NoiseTuningConfig": "melinterp.guidance",
     "GradTTSScheduler": "melinterp.schedulers",
     "GradTTSDPMSolverScheduler": "melinterp.schedulers",

@@ -22,6 +22,7 @@ MODES = ("none", "mix", "temporal", "freq", "dual_noise")
 PITCH_MASKS = ("band", "harmonic")
 FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
 DEVICES = ("cpu", "cuda")
+SCHEDULERS = ("euler", "dpm")  # GradTTSScheduler, GradTTSDPMSolverScheduler
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a pipeline folder written by save_pretrained, or a Hub id user/name (default: the "
                              "model bundled with the package, melinterp.DEFAULT_MODEL)")
     parser.add_argument("--steps", type=int, default=10, metavar="N", help="denoising steps (default: 10)")
+    parser.add_argument("--scheduler", default="euler", metavar="NAME",
+                        help="euler (the model's own, first order) or dpm (DPM-Solver 2M: about Euler-25's "
+                             "quality in 7 steps) (default: euler)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default: 0)")
     parser.add_argument("--alpha", type=float, default=0.5, help="mode mix: weight of ref2 in [0, 1] (default: 0.5)")
     parser.add_argument("--boundary", default="0.5",
@@ -71,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASKS)
     _check_choice("--freq-guidance", args.freq_guidance, FREQ_GUIDANCE)
     _check_choice("--device", args.device, DEVICES)
+    _check_choice("--scheduler", args.scheduler, SCHEDULERS)
     for option, path in (("--ref1", args.ref1), ("--ref2", args.ref2)):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{option} {path}: no such file")
@@ -93,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = load_pipeline(args.model or DEFAULT_MODEL, option="--model").to(args.device)
     pipe.set_progress_bar_config(disable=True)
+    if args.scheduler == "dpm":
+        from melinterp.schedulers import GradTTSDPMSolverScheduler
+
+        pipe.scheduler = GradTTSDPMSolverScheduler.from_config(pipe.scheduler.config)
 
     # 3. One output per text
     outputs = _numbered(args.out, len(texts)) if args.text_file is not None else [args.out]

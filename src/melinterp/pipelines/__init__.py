@@ -4,6 +4,7 @@ from .pipeline_mel_style_interpolation import (
     MODES,
     MelStyleInterpolationPipeline,
     MelStyleInterpolationPipelineOutput,
+    ReferenceEncoding,
 )
 
-__all__ = ["MODES", "MelStyleInterpolationPipeline", "MelStyleInterpolationPipelineOutput"]
+__all__ = ["MODES", "MelStyleInterpolationPipeline", "MelStyleInterpolationPipelineOutput", "ReferenceEncoding"]

@@ -106,6 +106,25 @@ class MelStyleInterpolationPipelineOutput(BaseOutput):
     ref1_mass: Any = None
 
 
+@dataclass
+class ReferenceEncoding:
+    """A reference recording analysed once by `MelStyleInterpolationPipeline.encode_reference`, to pass as ref1 or
+    ref2 in any number of calls (as diffusers pipelines take ``prompt_embeds``): loading, resampling, the style
+    encoder and the f0 analysis then run once instead of in every call.
+
+    Args:
+        style_tokens: (1, S, C) the style encoder's tokens.
+        token_mask: (1, S) True on real tokens.
+        style_vector: (1, style_dim) the global style.
+        f0: (T_ref,) the recording's f0 contour in Hz (0 = unvoiced), by the pipeline's reference estimator.
+    """
+
+    style_tokens: torch.Tensor
+    token_mask: torch.Tensor
+    style_vector: torch.Tensor
+    f0: np.ndarray
+
+
 class MelStyleInterpolationPipeline(DiffusionPipeline):
     """Diffusion TTS whose voice is interpolated between two references, cell by cell of the mel-spectrogram.
 
@@ -280,8 +299,9 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
 
         Args:
             text: a str, or a list of str (a batch).
-            ref1, ref2: reference recordings, each a file path, an ``(array, sample_rate)`` pair, or a 1-D waveform
-                tensor at ``feature_config.sample_rate``; or a list of those, one per text. ref2 is required by
+            ref1, ref2: reference recordings, each a file path, an ``(array, sample_rate)`` pair, a 1-D waveform
+                tensor at ``feature_config.sample_rate`` or a `ReferenceEncoding` (`encode_reference`: analysed
+                once, reused in many calls); or a list of those, one per text. ref2 is required by
                 every mode but "none", and refused by "none".
             mode: "none", "mix", "temporal", "freq" or "dual_noise" (module docstring).
             alpha: mix weight of ref2 in [0, 1] (mode "mix").
@@ -347,20 +367,19 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
 
         # 3. Encode references, one per text, then repeat each for the text's sentences: style tokens (B, S, C),
         #    token masks (B, S), style vectors (B, style_dim); f0
-        ref1_waves = self._load_references(ref1, "ref1", num_texts)
-        ref1_style = _select(self._encode_references(ref1_waves), owner_index)
-        ref2_waves = ref2_style = None
-        if strategy.num_references == 2:
-            ref2_waves = self._load_references(ref2, "ref2", num_texts)
-            ref2_style = _select(self._encode_references(ref2_waves), owner_index)
-        null_style = self.style_encoder.null_style(batch_size, 1)
         takes_pitch = self.text_encoder.config.pitch_dim > 0
-        ref1_f0 = self._extract_f0(ref1_waves) if strategy.needs_f0 or takes_pitch else None
+        ref1_style, ref1_f0 = self._analyse_references(ref1, "ref1", num_texts, strategy.needs_f0 or takes_pitch)
+        ref1_style = _select(ref1_style, owner_index)
+        ref2_style = ref2_f0 = None
+        if strategy.num_references == 2:
+            ref2_style, ref2_f0 = self._analyse_references(ref2, "ref2", num_texts, takes_pitch)
+            ref2_style = _select(ref2_style, owner_index)
+        null_style = self.style_encoder.null_style(batch_size, 1)
         pitch1 = pitch2 = None
         if takes_pitch:
             pitch1 = self._pitch_condition(ref1_f0, "ref1")[owner_index]
-            if ref2_waves is not None:
-                pitch2 = self._pitch_condition(self._extract_f0(ref2_waves), "ref2")[owner_index]
+            if ref2_f0 is not None:
+                pitch2 = self._pitch_condition(ref2_f0, "ref2")[owner_index]
         if ref1_f0 is not None:
             ref1_f0 = [ref1_f0[b] for b in owners]
 
@@ -504,7 +523,8 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         if ref1 is None:
-            raise ValueError("ref1 is required: a path, an (array, sample_rate) pair or a waveform tensor")
+            raise ValueError("ref1 is required: a path, an (array, sample_rate) pair, a waveform tensor or a "
+                             "ReferenceEncoding")
         if mode in TWO_REFERENCE_MODES and ref2 is None:
             raise ValueError(f"mode={mode!r} interpolates between two voices and needs ref2; for one voice use "
                              f"mode='none'")
@@ -565,8 +585,43 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             return DualNoise(dual_noise_map, pitch_mask, boundary, crossfade, dual_noise_merge_step)
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
 
-    def _load_references(self, refs, name: str, batch_size: int) -> list[np.ndarray]:
-        """Waveforms (N,) at the feature sample rate, one per item (a single reference serves every item)."""
+    @torch.no_grad()
+    def encode_reference(self, ref) -> ReferenceEncoding:
+        """Analyse one reference recording for reuse: ``enc = pipe.encode_reference("a.wav")``, then
+        ``pipe(text, enc, ...)`` gives exactly what ``pipe(text, "a.wav", ...)`` gives, without redoing the work.
+
+        Args:
+            ref: a file path, an ``(array, sample_rate)`` pair or a 1-D waveform tensor at the feature sample rate.
+
+        Returns:
+            The `ReferenceEncoding`, on the pipeline's device and dtype (moved along if the pipeline moves).
+        """
+        (item,) = self._load_references(ref, "ref", 1)
+        return item if isinstance(item, ReferenceEncoding) else self._encoding_of(item)
+
+    def _encoding_of(self, wave: np.ndarray) -> ReferenceEncoding:
+        style = self._encode_references([wave])
+        (f0,) = self._extract_f0([wave])
+        return ReferenceEncoding(style.style_tokens, style.token_mask, style.style_vector, f0)
+
+    def _analyse_references(self, refs, name: str, batch_size: int,
+                            need_f0: bool) -> tuple[StyleEncoderOutput, list[np.ndarray] | None]:
+        """Style (B, S, C) of each item's reference, and its f0 contour when `need_f0`; `ReferenceEncoding`s are
+        used as they are, recordings are loaded and encoded in one batch."""
+        items = self._load_references(refs, name, batch_size)  # a waveform or a ReferenceEncoding per item
+        if not any(isinstance(item, ReferenceEncoding) for item in items):
+            return self._encode_references(items), self._extract_f0(items) if need_f0 else None
+        encodings, cache = [], {}
+        for item in items:
+            if id(item) not in cache:
+                cache[id(item)] = item if isinstance(item, ReferenceEncoding) else self._encoding_of(item)
+            encodings.append(cache[id(item)])
+        return _stack_encodings(encodings, self._execution_device, self.style_encoder.dtype), (
+            [e.f0 for e in encodings] if need_f0 else None)
+
+    def _load_references(self, refs, name: str, batch_size: int) -> list:
+        """Waveforms (N,) at the feature sample rate, one per item (a single reference serves every item);
+        `ReferenceEncoding`s pass through."""
         if isinstance(refs, list):
             if len(refs) != batch_size:
                 raise ValueError(f"{name} is a list of {len(refs)} references but there are {batch_size} texts: give "
@@ -579,6 +634,9 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             if id(ref) in loaded:  # the same object for several items: load it once
                 waves.append(loaded[id(ref)])
                 continue
+            if isinstance(ref, ReferenceEncoding):
+                waves.append(ref)
+                continue
             where = f"{name}[{b}]" if batch_size > 1 else name
             if isinstance(ref, (str, os.PathLike)):
                 array, sr = ref, None
@@ -590,8 +648,9 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
                                      f"shape {tuple(ref.shape)}")
                 array, sr = ref, config.sample_rate
             else:
-                raise ValueError(f"{where} must be a file path, an (array, sample_rate) pair or a 1-D waveform tensor "
-                                 f"at {config.sample_rate} Hz, got {type(ref).__name__}")
+                raise ValueError(f"{where} must be a file path, an (array, sample_rate) pair, a 1-D waveform tensor "
+                                 f"at {config.sample_rate} Hz or a ReferenceEncoding (pipe.encode_reference), got "
+                                 f"{type(ref).__name__}")
             try:
                 wave = load_audio(array, sr, target_sr=config.sample_rate, min_duration=config.min_duration,
                                   silence_db=config.silence_db)
@@ -723,6 +782,17 @@ def _join_sentences(pieces: list[torch.Tensor | None], pause: int, fill: float) 
     for piece in pieces[1:]:
         joined += [gap, piece]
     return torch.cat(joined, dim=-1)
+
+
+def _stack_encodings(encodings: list[ReferenceEncoding], device, dtype) -> StyleEncoderOutput:
+    """Per-item encodings as one batch: tokens padded to the longest S, padding masked."""
+    num_tokens = max(e.style_tokens.shape[1] for e in encodings)
+    tokens = torch.cat([F.pad(e.style_tokens.to(device, dtype), (0, 0, 0, num_tokens - e.style_tokens.shape[1]))
+                        for e in encodings])  # (B, S, C)
+    masks = torch.cat([F.pad(e.token_mask.to(device), (0, num_tokens - e.token_mask.shape[1]), value=False)
+                       for e in encodings])  # (B, S)
+    vectors = torch.cat([e.style_vector.to(device, dtype) for e in encodings])  # (B, style_dim)
+    return StyleEncoderOutput(style_tokens=tokens, token_mask=masks, style_vector=vectors)
 
 
 def _select(style: StyleEncoderOutput, index: torch.Tensor) -> StyleEncoderOutput:
