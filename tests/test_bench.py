@@ -68,7 +68,8 @@ def test_ratios_section_on_the_bundled_model_gives_finite_positive_ratios(bench,
     assert saved["environment"]["threads"] == 2 and saved["environment"]["device"] == "cpu"
     ratios = saved["ratios"]
     assert ratios["steps"] == 2 and ratios["baseline"] == "freq mask"
-    assert set(ratios["ratios"]) == {"return_attention=True", "noise_tuning", "dual_noise", "guidance_scale=3"}
+    assert set(ratios["ratios"]) == {"return_attention=True", "noise_tuning", "dual_noise", "guidance_scale=3",
+                                     "encoded references"}
     for name, row in ratios["ratios"].items():
         for key in ("pipeline_ratio", "decoder_ratio", "seconds", "decoder_seconds"):
             value = row[key]

@@ -16,8 +16,9 @@ Sections (``--sections``, default all), each printed as a markdown table and sav
   it is NaN.
 - ``ratios``: overheads measured in one process with interleaved repeats (the order of the configurations rotates
   every repeat), all against mode "freq" with ``freq_guidance="mask"``: ``return_attention=True``,
-  ``freq_guidance="noise_tuning"``, mode "dual_noise" and ``guidance_scale=3``. Steps: the largest of ``--steps``
-  that is <= 10, else the smallest.
+  ``freq_guidance="noise_tuning"``, mode "dual_noise", ``guidance_scale=3``, and the references passed as
+  `pipe.encode_reference` results (analysed once, outside the timings: the saving of reusing two voices). Steps:
+  the largest of ``--steps`` that is <= 10, else the smallest.
 - ``memory``: peak memory increase of one mode "freq" synthesis of about 2, 10 and 30 s of audio, each in a fresh
   subprocess (``bench.py --_memory-probe SECONDS``). The pipeline splits nothing, so 30 s is the ~10 s sentence at
   a larger ``length_scale`` (lengths are calibrated by 1-step calls here). On CPU a thread samples the resident
@@ -83,7 +84,8 @@ LINEAR_TOLERANCE = 1.5  # "linear" when the growth factor lies within this facto
 EULER_STEPS, DPM_STEPS, REFERENCE_STEPS = (4, 10, 25), (4, 5, 6, 7, 8, 10, 15), 100
 QUICK_EULER_STEPS, QUICK_DPM_STEPS = (4, 10), (4, 7, 10)
 
-# each configuration is the keyword arguments of one pipeline call (ref2 is added for two-reference modes)
+# each configuration is the keyword arguments of one pipeline call (ref2 is added for two-reference modes);
+# "encoded_refs": True passes the references as pipe.encode_reference(...) results, made once outside the timings
 MODE_CALLS = {mode: {"mode": mode} for mode in MODES}  # "freq" is freq_guidance="mask", the default
 RATIO_BASELINE = "freq mask"
 RATIO_CALLS = {
@@ -92,6 +94,7 @@ RATIO_CALLS = {
     "noise_tuning": {"mode": "freq", "freq_guidance": "noise_tuning"},
     "dual_noise": {"mode": "dual_noise"},
     "guidance_scale=3": {"mode": "freq", "guidance_scale": 3.0},
+    "encoded references": {"mode": "freq", "encoded_refs": True},
 }
 
 
@@ -213,6 +216,12 @@ class Bench:
     def __init__(self, pipe, ref1, ref2, device: str, batch: int, text: str = RTF_TEXT):
         self.pipe, self.ref1, self.ref2, self.device, self.batch, self.text = pipe, ref1, ref2, device, batch, text
 
+    def encoded_refs(self) -> tuple:
+        """Both references through `pipe.encode_reference`, once."""
+        if not hasattr(self, "_encoded"):
+            self._encoded = self.pipe.encode_reference(self.ref1), self.pipe.encode_reference(self.ref2)
+        return self._encoded
+
     def clock(self) -> float:
         if self.device == "cuda":
             torch.cuda.synchronize()
@@ -221,10 +230,11 @@ class Bench:
     def call(self, text: str, steps: int, output_type: str = "mel", batch: int | None = None, **kwargs):
         """One synthesis of `batch` copies of `text`, seeded; kwargs go to the pipeline (mode, guidance...)."""
         kwargs = dict(kwargs)
-        ref2 = self.ref2 if kwargs.get("mode", "none") != "none" else None
+        ref1, ref2 = self.encoded_refs() if kwargs.pop("encoded_refs", False) else (self.ref1, self.ref2)
+        ref2 = ref2 if kwargs.get("mode", "none") != "none" else None
         batch = self.batch if batch is None else batch
         texts = text if batch == 1 else [text] * batch
-        return self.pipe(texts, self.ref1, ref2, num_inference_steps=steps, output_type=output_type,
+        return self.pipe(texts, ref1, ref2, num_inference_steps=steps, output_type=output_type,
                          generator=torch.Generator().manual_seed(SEED), **kwargs)
 
     def timed(self, text: str, steps: int, output_type: str = "mel", **kwargs) -> dict:
