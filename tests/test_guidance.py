@@ -278,3 +278,8 @@ def test_conditioning_gives_the_unet_no_mask_when_every_token_is_real(pipe):
     assert bool(whole.token_mask.all()) and whole.attention_mask is None  # attention then runs with no key bias
     stacked = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))
     assert stacked.attention_mask is stacked.token_mask  # ref2's padded keys stay masked
+    for conditioning in (whole, stacked):
+        copy = conditioning.with_kwargs({"capture": "store"})
+        assert copy.cross_attention_kwargs == {"capture": "store"} and copy.style_tokens is conditioning.style_tokens
+        assert copy._all_real is not None  # inherited: no second check
+        assert (copy.attention_mask is None) == (conditioning.attention_mask is None)

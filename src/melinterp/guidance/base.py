@@ -48,6 +48,13 @@ class Conditioning:
             self._all_real = bool(self.token_mask.all())  # checked once per conditioning, not per step
         return None if self._all_real else self.token_mask
 
+    def with_kwargs(self, cross_attention_kwargs: dict[str, Any] | None) -> Conditioning:
+        """The same keys and style with other processor kwargs (routing, capture). The copy inherits the
+        all-real check, so a copy made every step does not repeat it (on a GPU it would wait for queued work)."""
+        copy = Conditioning(self.style_tokens, self.token_mask, self.style_vector, cross_attention_kwargs)
+        copy._all_real = self.attention_mask is None
+        return copy
+
     @classmethod
     def of(cls, style: StyleEncoderOutput, style_vector: torch.Tensor | None = None) -> Conditioning:
         """One reference's tokens, with its own style vector unless another is given."""
@@ -233,7 +240,7 @@ class GuidanceStrategy:
         state.capture.num_ref1_tokens = state.ref1.style_tokens.shape[1]
         state.capture.sample_size = state.padded_size
         kwargs = dict(conditioning.cross_attention_kwargs or {}, capture=state.capture)
-        return Conditioning(conditioning.style_tokens, conditioning.token_mask, conditioning.style_vector, kwargs)
+        return conditioning.with_kwargs(kwargs)
 
 
 def unet_score(state: GuidanceState, x: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 
 from melinterp.models.attention_processors import AttentionStore
 
-from .base import Conditioning, GuidanceState, unet_score
+from .base import GuidanceState, unet_score
 from .frequency import FrequencyRouting
 
 
@@ -97,8 +97,7 @@ class NoiseTuning(FrequencyRouting):
         """dL/dx_t (B, n_mels, T) from one U-Net forward with the ref1 mass captured (graph kept)."""
         store = AttentionStore(layers=self.tuning.layers, num_ref1_tokens=state.ref1.style_tokens.shape[1],
                                sample_size=state.padded_size, detach=False)
-        c = state.conditioning
-        conditioning = Conditioning(c.style_tokens, c.token_mask, c.style_vector, {"capture": store})
+        conditioning = state.conditioning.with_kwargs({"capture": store})
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             unet_score(state, x, t, conditioning)
