@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +15,15 @@ from conftest import harmonic_tone, requires_espeak, requires_flite
 
 from melinterp.cli import main
 from melinterp.evaluation import benchmark
-from melinterp.evaluation.benchmark import MODE_ORDER, aggregate, load_pairs, report_markdown
+from melinterp.evaluation.benchmark import (
+    MODE_ORDER,
+    aggregate,
+    aggregate_quality,
+    load_pairs,
+    load_quality_utterances,
+    quality_rows,
+    report_markdown,
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -93,6 +103,112 @@ def test_bad_model_is_a_clear_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_quality_utterances_are_spread_over_speakers_with_references_of_other_texts(tmp_path):
+    corpus = _tone_corpus(tmp_path / "corpus")
+    (first_a, first_b, second) = load_quality_utterances(corpus, 3)
+    # round one: each speaker's first utterance; round two only partly fits: the speaker evenly spaced, B
+    assert [(u.speaker, u.wav.name) for u in (first_a, first_b, second)] == [("A", "t0.wav"), ("B", "t0.wav"),
+                                                                               ("B", "t1.wav")]
+    for utterance in (first_a, first_b, second):
+        assert utterance.reference.parent == utterance.wav.parent  # the same speaker ...
+        assert utterance.reference != utterance.wav  # ... saying the other text
+    assert first_a.id == "A-t0" and first_a.text == "Text zero."
+    assert len(load_quality_utterances(corpus, 16)) == 4  # all there are
+    assert load_quality_utterances(corpus, 3) == [first_a, first_b, second]  # deterministic
+
+    heldout = corpus / "filelists" / "heldout.txt"
+    heldout.write_text("".join(line + "\n" for line in heldout.read_text().splitlines() if "Text one" not in line))
+    with pytest.raises(ValueError, match="two held-out utterances of different texts"):
+        load_quality_utterances(corpus, 3)
+
+
+def test_quality_vocoders_and_vocode():
+    import torch
+
+    from melinterp.audio import FeatureConfig
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    class Repeat(torch.nn.Module):
+        """A stand-in vocoder: each frame's mean log-mel, repeated over the hop."""
+
+        def forward(self, mel):  # (B, n_mels, T) -> (B, T * 256)
+            assert not torch.is_grad_enabled()
+            return mel.mean(1).repeat_interleave(256, dim=-1)
+
+    config = FeatureConfig()
+    own = Repeat()
+    vocoders = benchmark.quality_vocoders(SimpleNamespace(feature_config=config, vocoder=own))
+    assert list(vocoders) == ["griffin_lim", "Repeat"] and vocoders["Repeat"] is own
+    assert isinstance(vocoders["griffin_lim"], GriffinLimVocoder)
+    griffin_lim = GriffinLimVocoder.from_feature_config(config)
+    assert list(benchmark.quality_vocoders(SimpleNamespace(feature_config=config, vocoder=griffin_lim))) == \
+        ["griffin_lim"]
+    assert quality_rows(vocoders) == ["ground_truth", "vocoded_gt/griffin_lim", "vocoded_gt/Repeat",
+                                      "none/griffin_lim", "none/Repeat"]
+    mel = np.full((80, 5), 40.0, np.float32)  # above -ln(log_clamp): clamped, as the pipeline does
+    audio = benchmark.vocode(own, mel, config)
+    assert audio.shape == (5 * 256,) and audio.dtype == np.float32
+    np.testing.assert_allclose(audio, -np.log(config.log_clamp), rtol=1e-6)
+
+
+def _utterance_numbers(speaker: str, text: str, transcripts: dict, ovrl: dict) -> dict:
+    """One utterance's result as `score_quality_utterance` writes it, with chosen transcripts and OVRL per row."""
+    return {"speaker": speaker, "text": text, "outputs": {
+        row: {"ovrl": ovrl[row], "sig": 3.0, "bak": 4.0, "p808": 3.5, "transcript": transcripts[row],
+              "mcd": None if row == "ground_truth" else 6.0} for row in transcripts}}
+
+
+def test_quality_aggregates_count_wer_on_readable_voices_only():
+    rows = quality_rows(["griffin_lim"])  # ground_truth, vocoded_gt/griffin_lim, none/griffin_lim
+    text = "one two three four"
+    readable = {"ground_truth": text, "vocoded_gt/griffin_lim": "one two three for", "none/griffin_lim": "one"}
+    unreadable = {row: "oh oh" for row in rows}
+    utterances = [
+        _utterance_numbers("flite", text, readable, dict(zip(rows, (3.0, 2.8, 2.0)))),
+        _utterance_numbers("flite", text, {**readable, "none/griffin_lim": None}, dict(zip(rows, (3.0, 2.6, 1.0)))),
+        _utterance_numbers("espeak", text, unreadable, dict(zip(rows, (2.0, 2.0, None)))),
+    ]
+    quality = aggregate_quality(utterances, rows)
+    assert quality["wer_voices"] == ["flite"]
+    (left_out,) = quality["left_out"]
+    assert left_out["speaker"] == "espeak" and left_out["ground_truth_wer"] == 1.0
+    assert "100 %" in left_out["reason"] and "25 %" in left_out["reason"]
+    table = quality["rows"]
+    assert table["ground_truth"]["wer"] == 0.0
+    assert table["vocoded_gt/griffin_lim"]["wer"] == pytest.approx(2 / 8)  # one substitution in each of two
+    assert table["none/griffin_lim"]["wer"] == pytest.approx(7 / 8)  # 3 deleted, then 4 (None: nothing heard)
+    assert table["ground_truth"]["ovrl"] == pytest.approx(8 / 3)  # DNSMOS over every voice
+    assert table["ground_truth"]["ovrl_voice_range"] == [2.0, 3.0]
+    assert table["none/griffin_lim"]["ovrl"] == pytest.approx(1.5)  # None (unrated) left out of the mean
+    assert table["vocoded_gt/griffin_lim"]["mcd"] == 6.0 and table["ground_truth"]["mcd"] is None
+    assert quality["voices"]["espeak"]["wer"]["none/griffin_lim"] == 1.0  # still reported per voice
+
+    markdown = "\n".join(benchmark.quality_markdown({**quality, "n_utterances": 3, "row_order": rows[::-1]}))
+    assert ("| ground_truth | 2.67 (2.00–3.00) | 3.00 (3.00–3.00) | 4.00 (4.00–4.00) | 3.50 (3.50–3.50) | 0 % "
+            "| – |") in markdown
+    assert "| none/griffin_lim | 1.50 (1.50–1.50) |" in markdown and "| 88 % | 6.00 |" in markdown
+    assert "WER voices: flite. Left out of WER" in markdown and "espeak (ground-truth WER 100 %)" in markdown
+    assert "| espeak (left out) | 1 | 100 % | 100 % | 100 % |" in markdown
+    assert markdown.index("| none/griffin_lim |") < markdown.index("| ground_truth |")  # in the given row order
+
+
+def test_wer_is_judged_per_voice_over_its_pitch_and_rate_settings():
+    assert benchmark.voice_of("flite-awb_p0.80_s1.10") == "flite-awb"
+    assert benchmark.voice_of("espeak-en-us+f4_p35_s190") == "espeak-en-us+f4"
+    assert benchmark.voice_of("p225") == "p225"  # a real corpus's speaker is its voice
+    rows = quality_rows(["griffin_lim"])
+    text = "one two three four"
+    heard = {"ground_truth": text, "vocoded_gt/griffin_lim": text, "none/griffin_lim": text}
+    misheard = {**heard, "ground_truth": "one two three for"}  # a quarter of the words wrong
+    utterances = [_utterance_numbers("flite-awb_p0.80_s1.10", text, heard, dict(zip(rows, (3.0, 3.0, 3.0)))),
+                  _utterance_numbers("flite-awb_p1.25_s0.90", text, misheard, dict(zip(rows, (3.0, 3.0, 3.0))))]
+    quality = aggregate_quality(utterances, rows)
+    assert list(quality["voices"]) == ["flite-awb"] and quality["voices"]["flite-awb"]["n_utterances"] == 2
+    assert quality["voices"]["flite-awb"]["wer"]["ground_truth"] == pytest.approx(1 / 8)
+    assert quality["wer_voices"] == ["flite-awb"]
+    assert aggregate_quality(utterances, rows, wer_voice_limit=0.1)["wer_voices"] == []  # the limit is a choice
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Aggregates and the table, on hand-written per-pair numbers
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,7 +257,8 @@ def test_aggregates_count_success_on_far_pairs_only():
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    """(corpus, model, out, exit code) after one ``melinterp evaluate --quick`` on a tiny make-corpus corpus."""
+    """(corpus, model, out, exit code) after one ``melinterp evaluate --quick`` on a tiny make-corpus corpus, with
+    the quality section on 2 utterances."""
     from melinterp.data.corpus import PRESETS, build_corpus
     from melinterp.testing import tiny_pipeline
 
@@ -151,22 +268,43 @@ def evaluated(tmp_path_factory):
     config = replace(PRESETS["tiny"], train_per_speaker=1, val_per_speaker=1)
     build_corpus(corpus, config, seed=0, jobs=2, quiet=True)
     tiny_pipeline(seed=0).save_pretrained(model)
-    code = main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), "--quick",
-                 "--max-pairs", "1", "--quiet"])
+    code = main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), *QUICK_ARGUMENTS])
     return corpus, model, out, code
+
+
+QUICK_ARGUMENTS = ["--quick", "--max-pairs", "1", "--quality-utterances", "2", "--quiet"]
+
+
+def end_to_end(test):
+    """A test of the tiny ``evaluate`` run: slow, and its corpus needs both engines."""
+    return pytest.mark.slow(requires_espeak(requires_flite(test)))
+
+
+@pytest.fixture
+def no_synthesis(monkeypatch):
+    """Any call of the pipeline fails the test: every output must come from the cache."""
+    from melinterp.pipelines import MelStyleInterpolationPipeline
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the pipeline ran again although its outputs are cached")
+
+    monkeypatch.setattr(MelStyleInterpolationPipeline, "__call__", fail)
+
+
+def _report(evaluated) -> dict:
+    """report.json of the fixture's run, which must have succeeded."""
+    corpus, model, out, code = evaluated
+    assert code == 0
+    return json.loads((out / "report.json").read_text())
 
 
 def _finite_or_none(value) -> bool:
     return value is None or (isinstance(value, (int, float)) and math.isfinite(value))
 
 
-@pytest.mark.slow
-@requires_espeak
-@requires_flite
+@end_to_end
 def test_quick_run_writes_the_report_for_every_mode(evaluated):
-    corpus, model, out, code = evaluated
-    assert code == 0
-    report = json.loads((out / "report.json").read_text())
+    out, report = evaluated[2], _report(evaluated)
     assert report["config"]["quick"] is True and report["config"]["steps"] == benchmark.QUICK_STEPS
     assert report["config"]["alphas"] == [0.0, 0.5, 1.0]
     assert len(report["pairs"]) == 1
@@ -193,27 +331,86 @@ def test_quick_run_writes_the_report_for_every_mode(evaluated):
     assert figures and all(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for path in figures)
 
 
-@pytest.mark.slow
-@requires_espeak
-@requires_flite
-def test_rerun_skips_finished_work(evaluated, monkeypatch, capsys):
-    corpus, model, out, code = evaluated
-    assert code == 0
-    before = json.loads((out / "report.json").read_text())
-    from melinterp.pipelines import MelStyleInterpolationPipeline
+@end_to_end
+def test_quick_run_scores_quality(evaluated):
+    """The tiny model speaks noise: the numbers are checked for shape and for agreeing with the judges."""
+    from melinterp.evaluation import Recognizer, word_error_rate
 
-    def fail(*args, **kwargs):
-        raise AssertionError("the pipeline ran again although its outputs are cached")
+    out, report = evaluated[2], _report(evaluated)
+    assert report["config"]["sections"] == ["modes", "quality"]
+    quality = report["quality"]
+    rows = ["ground_truth", "vocoded_gt/griffin_lim", "none/griffin_lim"]  # the tiny pipeline vocodes by Griffin-Lim
+    assert quality["vocoders"] == ["griffin_lim"]
+    assert quality["row_order"] == rows and set(quality["rows"]) == set(rows)
+    utterances = quality["utterances"]
+    assert quality["n_utterances"] == len(utterances) == 2
+    assert len({u["speaker"] for u in utterances}) == 2  # spread over the voices
+    for utterance in utterances:
+        assert set(utterance["outputs"]) == set(rows)
+        assert Path(utterance["reference"]).parent == Path(utterance["wav"]).parent != Path(utterance["reference"])
+        for name, numbers in utterance["outputs"].items():
+            assert all(_finite_or_none(numbers[key]) for key in ("ovrl", "sig", "bak", "p808", "wer", "mcd")), name
+            assert isinstance(numbers["transcript"], str) and numbers["wer"] >= 0.0
+        truth = utterance["outputs"]["ground_truth"]
+        assert all(1.0 <= truth[key] <= 5.0 for key in ("ovrl", "sig", "bak", "p808"))  # real recordings
+        assert truth["mcd"] is None and utterance["outputs"]["vocoded_gt/griffin_lim"]["mcd"] > 0.0
 
-    monkeypatch.setattr(MelStyleInterpolationPipeline, "__call__", fail)
+    # each voice's ground-truth WER is what the judges say on its recordings, and it decides who counts in WER
+    recognizer = Recognizer()
+    for name, voice in quality["voices"].items():
+        mine = [u for u in utterances if benchmark.voice_of(u["speaker"]) == name]
+        assert len(mine) == voice["n_utterances"] > 0
+        heard = [recognizer.transcribe(benchmark.read_audio(Path(u["wav"]))) for u in mine]
+        assert voice["wer"]["ground_truth"] == pytest.approx(word_error_rate([u["text"] for u in mine], heard))
+        assert (name in quality["wer_voices"]) == (voice["wer"]["ground_truth"] < benchmark.WER_VOICE_LIMIT)
+    assert {v["speaker"] for v in quality["left_out"]} == set(quality["voices"]) - set(quality["wer_voices"])
+    for name, row in quality["rows"].items():
+        assert all(_finite_or_none(row[key]) for key in ("ovrl", "sig", "bak", "p808", "wer", "mcd")), name
+        assert (row["wer"] is None) == (not quality["wer_voices"])
+    markdown = (out / "report.md").read_text()
+    assert "## Quality" in markdown and all(f"| {name} |" in markdown for name in rows)
+    assert "Left out of WER" in markdown
+
+
+@end_to_end
+def test_sections_run_alone(evaluated, tmp_path, no_synthesis):
+    corpus, model, out, _ = evaluated
+    both = _report(evaluated)
+    for section, absent in (("quality", "aggregates"), ("modes", "quality")):
+        copy = tmp_path / section
+        shutil.copytree(out / "work", copy / "work")  # the cache of the full run: nothing is synthesised again
+        assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(copy),
+                     "--sections", section, *QUICK_ARGUMENTS]) == 0
+        report = json.loads((copy / "report.json").read_text())
+        assert report["config"]["sections"] == [section] and absent not in report
+        markdown = (copy / "report.md").read_text()
+        assert ("## Quality" in markdown) == (section == "quality")
+        assert ("## Interpolation modes" in markdown) == (section == "modes")
+    assert report["aggregates"] == both["aggregates"]
+    assert json.loads((tmp_path / "quality" / "report.json").read_text())["quality"] == both["quality"]
+
+
+@end_to_end
+def test_rerun_skips_finished_work(evaluated, no_synthesis, capsys):
+    corpus, model, out, _ = evaluated
+    before = _report(evaluated)
     (out / "report.json").unlink()
-    assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out), "--quick",
-                 "--max-pairs", "1", "--quiet"]) == 0
+    assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out),
+                 *QUICK_ARGUMENTS]) == 0
     after = json.loads((out / "report.json").read_text())
     assert after["aggregates"] == before["aggregates"]
+    assert after["quality"] == before["quality"]
 
-    # the synthesised outputs are cached too: a lost per-pair result is measured again without synthesising
-    (pair_dir,) = [path for path in (out / "work").iterdir() if path.is_dir()]
+    # the synthesised outputs are cached too: a lost per-utterance quality result is scored again from the cached
+    # mel of mode none, and gives the same numbers
+    quality_dirs = sorted((out / "work" / "quality").iterdir())
+    assert len(quality_dirs) == 2 and all((path / "none.npz").is_file() for path in quality_dirs)
+    (quality_dirs[0] / "result.json").unlink()
+    assert main(["evaluate", "--model", str(model), "--corpus", str(corpus), "--out", str(out),
+                 *QUICK_ARGUMENTS]) == 0
+    assert json.loads((out / "report.json").read_text())["quality"] == before["quality"]
+    # a lost per-pair result would be measured again without synthesising
+    (pair_dir,) = [path for path in (out / "work").iterdir() if path.is_dir() and path.name != "quality"]
     (pair_dir / "result.json").unlink()
     assert len(list(pair_dir.glob("*.npz"))) == 1 + 1 + len(benchmark.TRANSFER_MODES) + 1 + 3
 

@@ -1,7 +1,8 @@
-"""Evaluation: independent judges of pitch, spectrum and speaker (see `melinterp.evaluation.metrics`).
+"""Evaluation: independent judges of pitch, spectrum and speaker (see `melinterp.evaluation.metrics`), of
+intelligibility (pocketsphinx word error rate) and of naturalness (DNSMOS).
 
-Names are imported on first use, so ``import melinterp.evaluation`` stays cheap and needs neither pyworld nor
-resemblyzer until a metric runs.
+Names are imported on first use, so ``import melinterp.evaluation`` stays cheap and needs none of pyworld,
+resemblyzer, pocketsphinx or speechmos until a metric runs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "DNSMOS": "naturalness",
+    "Recognizer": "intelligibility",
+    "normalize_transcript": "intelligibility",
+    "word_error_rate": "intelligibility",
     "SpeakerSimilarity": "speaker",
     "dtw_path": "cepstrum",
     "mcd": "cepstrum",

@@ -1,6 +1,7 @@
 """``melinterp evaluate``: score every interpolation mode with independent judges on held-out voices.
 
     melinterp evaluate --model DIR --corpus CORPUS --out OUT [--quick] [--steps N] [--seed S] [--device cpu]
+                       [--sections modes quality] [--quality-utterances N]
 
 The corpus is one made by ``melinterp make-corpus``: its held-out voices and texts (``filelists/heldout.txt``)
 and its parallel triplets (``triplets.jsonl``: A at its pitch, B at its pitch, B at A's pitch, same text). For
@@ -22,16 +23,26 @@ Success (per pair, only on pairs whose references differ by at least 4 semitones
 closer to the pitch reference's than to the other's, and its similarity to the timbre reference is higher than
 to the other. Temporal: both parts follow their own reference. Mix: both Spearman correlations are positive.
 
-Writes ``OUT/report.json`` (config, per-pair numbers, aggregates), ``OUT/report.md`` (one row per mode) and a few
-PNG figures (``OUT/figures/``). Every synthesised output and per-pair result is cached under ``OUT/work/``
-(written atomically), so an interrupted run continues where it stopped.
+The quality section (``--sections quality`` runs it alone, in minutes) scores N held-out utterances (16, spread
+over the speakers) with DNSMOS (OVRL, SIG, BAK, P808: naturalness without a reference), the word error rate of
+pocketsphinx and MCD to the recording, for: ``ground_truth`` (the recording), ``vocoded_gt/<vocoder>`` (the
+recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when it is another) and
+``none/<vocoder>`` (mode none with ref1 = another utterance of the speaker, one mel through each vocoder). WER is
+counted only on the voices whose ground truth the recogniser reads (WER under 25 %); the others are listed.
+
+Writes ``OUT/report.json`` (config, per-pair numbers, aggregates, "quality"), ``OUT/report.md`` (one row per
+mode, one per quality output) and a few PNG figures (``OUT/figures/``). Every synthesised output and per-pair or
+per-utterance result is cached under ``OUT/work/`` (written atomically), so an interrupted run continues where it
+stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +63,12 @@ TRANSFER_MODES: dict[str, dict] = {
     "dual_noise": {"mode": "dual_noise"},
 }
 MODE_ORDER = ("none", *TRANSFER_MODES, "temporal", "mix")
+SECTIONS = ("modes", "quality")  # the interpolation modes on the triplets; quality of single held-out utterances
+QUALITY_UTTERANCES = 16
+QUICK_QUALITY_UTTERANCES = 4
+WER_VOICE_LIMIT = 0.25  # a voice whose ground-truth WER is not under this is left out of the WER
+# make-corpus speakers are "<engine>-<voice>_p<pitch>_s<rate>": the voice is the speaker without its settings
+SPEAKER_SETTINGS = re.compile(r"(_p[^_]+)?(_s[^_]+)?$")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -79,19 +96,8 @@ def load_pairs(corpus_dir: str | Path, max_pairs: int | None = None) -> list[Pai
         FileNotFoundError: ``corpus_dir`` or its ``filelists/heldout.txt`` / ``triplets.jsonl`` is missing.
         ValueError: a triplet lacks a key, or a speaker of a triplet has no held-out utterance.
     """
-    from melinterp.data.filelists import read_filelist
-
-    root = Path(corpus_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--corpus {root}: no such folder (expected one made by `melinterp make-corpus`)")
-    heldout, triplets_path = root / "filelists" / "heldout.txt", root / "triplets.jsonl"
-    for path in (heldout, triplets_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"--corpus {root}: no {path.relative_to(root)} (expected a corpus made by "
-                                    "`melinterp make-corpus` with held-out voices and triplets)")
-    by_speaker: dict[str, list] = {}
-    for utterance in read_filelist(heldout):
-        by_speaker.setdefault(utterance.speaker, []).append(utterance)
+    root, (heldout, triplets_path) = _corpus_files(corpus_dir, "filelists/heldout.txt", "triplets.jsonl")
+    by_speaker = _heldout_by_speaker(heldout)
 
     pairs = []
     lines = [line for line in triplets_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -117,13 +123,81 @@ def load_pairs(corpus_dir: str | Path, max_pairs: int | None = None) -> list[Pai
     return pairs if max_pairs is None else pairs[:max_pairs]
 
 
-def _reference(by_speaker: dict, speaker: str, text: str, fallback: Path) -> Path:
-    """A held-out utterance of ``speaker`` that does not say ``text`` (the first in the filelist)."""
+def _corpus_files(corpus_dir: str | Path, *relative: str) -> tuple[Path, list[Path]]:
+    """The corpus folder and its files ``relative`` (posix paths under it), each checked to exist."""
+    root = Path(corpus_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--corpus {root}: no such folder (expected one made by `melinterp make-corpus`)")
+    paths = [root / name for name in relative]
+    for name, path in zip(relative, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"--corpus {root}: no {name} (expected a corpus made by `melinterp make-corpus` "
+                                    f"with held-out voices{' and triplets' if 'triplets.jsonl' in relative else ''})")
+    return root, paths
+
+
+def _heldout_by_speaker(heldout: Path) -> dict[str, list]:
+    """The held-out filelist's utterances by speaker, each speaker's in file order."""
+    from melinterp.data.filelists import read_filelist
+
+    by_speaker: dict[str, list] = {}
+    for utterance in read_filelist(heldout):
+        by_speaker.setdefault(utterance.speaker, []).append(utterance)
+    return by_speaker
+
+
+def _reference(by_speaker: dict, speaker: str, text: str, fallback: Path | None) -> Path | None:
+    """A held-out utterance of ``speaker`` that does not say ``text`` (the first in the filelist), else fallback."""
     utterances = by_speaker.get(speaker)
     if not utterances:
         raise ValueError(f"speaker {speaker!r} has no utterance in filelists/heldout.txt")
     others = [u for u in utterances if u.text.strip() != text.strip()]
     return Path(others[0].wav_path) if others else fallback
+
+
+@dataclass(frozen=True)
+class HeldOutUtterance:
+    """One held-out recording for the quality section, with the reference chosen for it (absolute paths)."""
+
+    id: str  # "<speaker>-<wav stem>": the cache folder under out/work/quality/
+    speaker: str
+    text: str
+    wav: Path  # the ground truth
+    reference: Path  # another held-out utterance of the speaker, with another text: ref1 of mode none
+
+
+def load_quality_utterances(corpus_dir: str | Path, count: int) -> list[HeldOutUtterance]:
+    """``count`` held-out utterances spread over the speakers (fewer when the corpus has fewer), deterministically.
+
+    Speakers are taken in name order, round by round: each one's first utterance, then each one's second, ...; the
+    last round, when only part of it fits, takes speakers evenly spaced over that order (4 of 6 voices: the 1st,
+    3rd, 4th and 6th). Only utterances whose speaker has another held-out utterance with another text count: that
+    one is the reference, so no content leaks into the style.
+
+    Raises:
+        FileNotFoundError: ``corpus_dir`` or its ``filelists/heldout.txt`` is missing.
+        ValueError: no speaker has two held-out utterances with different texts.
+    """
+    root, (heldout,) = _corpus_files(corpus_dir, "filelists/heldout.txt")
+    by_speaker = _heldout_by_speaker(heldout)
+    usable = {}  # speaker -> [(utterance, its reference)] in file order
+    for speaker in sorted(by_speaker):
+        with_reference = [(u, _reference(by_speaker, speaker, u.text, fallback=None)) for u in by_speaker[speaker]]
+        usable[speaker] = [(u, reference) for u, reference in with_reference if reference is not None]
+    rounds = [[items[k] for items in usable.values() if k < len(items)]
+              for k in range(max(len(items) for items in usable.values()))]
+    chosen = []
+    for members in rounds:
+        room = count - len(chosen)
+        if room <= 0:
+            break
+        chosen += members if len(members) <= room else [members[int((i + 0.5) * len(members) / room)]
+                                                         for i in range(room)]
+    if not chosen:
+        raise ValueError(f"--corpus {root}: the quality section needs a speaker with two held-out utterances of "
+                         "different texts in filelists/heldout.txt (one to judge, one as its voice reference)")
+    return [HeldOutUtterance(re.sub(r"[^A-Za-z0-9+_.-]", "_", f"{u.speaker}-{Path(u.wav_path).stem}"), u.speaker,
+                             u.text, Path(u.wav_path), reference) for u, reference in chosen]
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -146,9 +220,10 @@ class _Synthesizer:
     def __init__(self, pipeline, work_dir: Path, *, steps: int, seed: int, device: str):
         self.pipeline, self.work_dir, self.steps, self.seed, self.device = pipeline, work_dir, steps, seed, device
 
-    def __call__(self, pair: Pair, name: str, ref1: Path, ref2: Path | None, *, attention: bool = False,
-                 **keywords) -> dict:
-        """``{"audio": (N,), "mel": (n_mels, T), "routing_map": (n_mels, T) | None, "ref1_mass": ... | None}``."""
+    def __call__(self, pair: Pair | HeldOutUtterance, name: str, ref1: Path, ref2: Path | None, *,
+                 attention: bool = False, output_type: str = "np", **keywords) -> dict:
+        """``{"audio": (N,), "mel": (n_mels, T), "routing_map": (n_mels, T) | None, "ref1_mass": ... | None}``;
+        ``output_type="mel"`` skips the pipeline's vocoder and gives audio None."""
         path = self.work_dir / pair.id / f"{name}.npz"
         if path.is_file():
             with np.load(path) as cached:
@@ -158,7 +233,7 @@ class _Synthesizer:
         from melinterp.utils import atomic_path
 
         result = self.pipeline(pair.text, str(ref1), None if ref2 is None else str(ref2),
-                               num_inference_steps=self.steps, output_type="np", return_attention=attention,
+                               num_inference_steps=self.steps, output_type=output_type, return_attention=attention,
                                generator=torch.Generator(device=self.device).manual_seed(self.seed), **keywords)
         frames = int(result.lengths[0])
         hop = self.pipeline.feature_config.hop_length
@@ -166,7 +241,9 @@ class _Synthesizer:
         def crop(maps):
             return np.zeros(0, np.float32) if maps is None else np.asarray(maps[0][:, :frames], np.float32)
 
-        record = {"audio": np.asarray(result.audios[0][: frames * hop], np.float32), "mel": crop(result.mels),
+        audio = np.zeros(0, np.float32) if result.audios is None else np.asarray(result.audios[0][: frames * hop],
+                                                                                  np.float32)
+        record = {"audio": audio, "mel": crop(result.mels),
                   "routing_map": crop(result.routing_map), "ref1_mass": crop(result.ref1_mass)}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
@@ -189,7 +266,7 @@ class _Judges:
         from melinterp.evaluation import metrics
 
         self.metrics = metrics
-        self._speaker = None
+        self._speaker = self._dnsmos = self._recognizer = None
         self._semitones: dict[Path, float] = {}
         self.undefined: list[str] = []
         self.output = ""  # the output being judged, named in `undefined`
@@ -207,6 +284,32 @@ class _Judges:
             self._speaker = self.metrics.SpeakerSimilarity()
         value = self._measure("speaker similarity", self._speaker.similarity, audio, reference)
         return math.nan if value is None else float(value)
+
+    def naturalness(self, audio) -> dict:
+        """DNSMOS ``{"ovrl", "sig", "bak", "p808"}`` (1..5, `melinterp.evaluation.naturalness`), NaN each when the
+        clip cannot be rated (silent, too short)."""
+        from melinterp.evaluation.naturalness import DNSMOS, DNSMOS_KEYS
+
+        if self._dnsmos is None:
+            self._dnsmos = DNSMOS()
+        return self._measure("DNSMOS", self._dnsmos.score, audio) or {key: math.nan for key in DNSMOS_KEYS}
+
+    def transcribe(self, audio) -> str | None:
+        """What pocketsphinx hears (`melinterp.evaluation.intelligibility`), None when the clip is too short."""
+        from melinterp.evaluation.intelligibility import Recognizer
+
+        if self._recognizer is None:
+            self._recognizer = Recognizer()
+        return self._measure("transcription", self._recognizer.transcribe, audio)
+
+    def load_quality_judges(self) -> None:
+        """Load DNSMOS, the recogniser and jiwer now, so that a missing package fails before the synthesis."""
+        from melinterp.evaluation.intelligibility import Recognizer, word_error_rate
+        from melinterp.evaluation.naturalness import DNSMOS
+
+        self._dnsmos, self._recognizer = self._dnsmos or DNSMOS(), self._recognizer or Recognizer()
+        _ = self._dnsmos.model, self._recognizer.decoder  # each is built on its first access
+        word_error_rate(["loaded"], ["loaded"])  # imports jiwer
 
     def semitones(self, audio) -> float:
         """f0 median in semitones relative to 440 Hz (NaN when nothing is voiced)."""
@@ -343,6 +446,160 @@ def _spearman(judges: _Judges, x, y) -> float:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Quality: naturalness, intelligibility and MCD of the ground truth, the vocoded ground truth and mode none
+# --------------------------------------------------------------------------------------------------------------
+
+def quality_vocoders(pipeline, device: str = "cpu") -> dict:
+    """The vocoders the quality section compares, by name: ``griffin_lim`` (default settings for the pipeline's
+    features) always, and the pipeline's own vocoder, under its class name, when it is not a Griffin-Lim one."""
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    vocoders = {"griffin_lim": GriffinLimVocoder.from_feature_config(pipeline.feature_config).to(device).eval()}
+    if not isinstance(pipeline.vocoder, GriffinLimVocoder):
+        vocoders[type(pipeline.vocoder).__name__] = pipeline.vocoder
+    return vocoders
+
+
+def quality_rows(vocoder_names) -> list[str]:
+    """The quality table's rows: the recording, the recording's mel through each vocoder, mode none through each."""
+    return ["ground_truth", *(f"vocoded_gt/{name}" for name in vocoder_names),
+            *(f"none/{name}" for name in vocoder_names)]
+
+
+def vocode(vocoder, mel, feature_config) -> np.ndarray:
+    """float32 waveform (T * hop_length,) of a natural-log mel (n_mels, T) by any module mel (B, n_mels, T) ->
+    waveform (B, T * hop_length), on the vocoder's device; the mel is clamped to +-ln(log_clamp) first, as the
+    pipeline does before its vocoder."""
+    import torch
+
+    weight = next(itertools.chain(vocoder.parameters(), vocoder.buffers()), None)
+    device, dtype = (weight.device, weight.dtype) if weight is not None and weight.is_floating_point() else \
+        ("cpu", torch.float32)
+    log_floor = float(np.log(feature_config.log_clamp))
+    mel = torch.as_tensor(mel).to(device=device, dtype=dtype).clamp(log_floor, -log_floor)
+    with torch.no_grad():
+        audio = vocoder(mel[None])[0]  # (T * hop_length,)
+    return audio.float().cpu().numpy()
+
+
+def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, judges: _Judges, vocoders: dict,
+                            feature_config) -> dict:
+    """DNSMOS, transcript, WER and MCD to the recording for every row of `quality_rows` on one utterance.
+
+    The ground truth's mel and mode none's mel (the utterance's text in the voice of its reference, synthesised
+    once) go through every vocoder, so the vocoders are compared on the same mels.
+    """
+    from melinterp.audio import mel_spectrogram
+    from melinterp.evaluation.intelligibility import word_error_rate
+
+    truth = read_audio(item.wav)
+    judges.undefined = []
+
+    def judge(name: str, audio) -> dict:
+        judges.output = name
+        transcript = judges.transcribe(audio)
+        return {**judges.naturalness(audio), "transcript": transcript,
+                "wer": word_error_rate([item.text], [transcript or ""]),  # no words heard: all deleted
+                "mcd": None if name == "ground_truth" else judges.parallel(audio, truth, f0=False)["mcd"]}
+
+    outputs = {"ground_truth": judge("ground_truth", truth)}
+    truth_mel = mel_spectrogram(truth, feature_config)  # (n_mels, T)
+    for name, vocoder in vocoders.items():
+        outputs[f"vocoded_gt/{name}"] = judge(f"vocoded_gt/{name}", vocode(vocoder, truth_mel, feature_config))
+    mel = synthesize(item, "none", item.reference, None, mode="none", output_type="mel")["mel"]  # (n_mels, T)
+    for name, vocoder in vocoders.items():
+        outputs[f"none/{name}"] = judge(f"none/{name}", vocode(vocoder, mel, feature_config))
+    return {"id": item.id, "speaker": item.speaker, "text": item.text, "wav": str(item.wav),
+            "reference": str(item.reference), "outputs": outputs,
+            "undefined": list(dict.fromkeys(judges.undefined))}
+
+
+def voice_of(speaker: str) -> str:
+    """The voice of a speaker: a make-corpus speaker without its pitch and rate settings ("flite-awb_p0.80_s1.10" ->
+    "flite-awb"), any other name as it is. WER judges whether the recogniser reads a *voice*, over all its
+    settings: one utterance a speaker is too few to decide on."""
+    return SPEAKER_SETTINGS.sub("", speaker) or speaker
+
+
+def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: float = WER_VOICE_LIMIT) -> dict:
+    """Per row: DNSMOS means over all utterances with their range over the voices' means, WER over the voices the
+    recogniser can read, mean MCD; per voice: the DNSMOS means and WER of every row; the voices left out of WER.
+
+    WER pools words (errors / reference words) over the utterances of the voices whose ground-truth WER is below
+    ``wer_voice_limit``: on a voice the recogniser cannot read, an output's WER says nothing about the output.
+    """
+    from melinterp.evaluation.intelligibility import word_error_rate
+    from melinterp.evaluation.naturalness import DNSMOS_KEYS
+
+    def pooled_wer(items, row):
+        if not items:
+            return None
+        return word_error_rate([u["text"] for u in items], [u["outputs"][row]["transcript"] or "" for u in items])
+
+    by_voice: dict[str, list] = {}
+    for utterance in utterances:
+        by_voice.setdefault(voice_of(utterance["speaker"]), []).append(utterance)
+    voices = {voice: {"n_utterances": len(items), "wer": {row: pooled_wer(items, row) for row in rows},
+                      **{key: {row: _mean([u["outputs"][row][key] for u in items]) for row in rows}
+                         for key in DNSMOS_KEYS}}
+              for voice, items in sorted(by_voice.items())}
+    readable = [voice for voice, entry in voices.items() if entry["wer"]["ground_truth"] < wer_voice_limit]
+    left_out = [{"speaker": speaker, "ground_truth_wer": voice["wer"]["ground_truth"],
+                 "reason": f"ground-truth WER {_cell(voice['wer']['ground_truth'], -1)} is not under "
+                           f"{_cell(wer_voice_limit, -1)}: the recogniser cannot read this voice"}
+                for speaker, voice in voices.items() if speaker not in readable]
+    heard = [u for u in utterances if voice_of(u["speaker"]) in readable]
+    table = {}
+    for row in rows:
+        entry = {"n_utterances": len(utterances), "n_wer_utterances": len(heard)}
+        for key in DNSMOS_KEYS:
+            per_voice = [voice[key][row] for voice in voices.values() if voice[key][row] is not None]
+            entry[key] = _mean([u["outputs"][row][key] for u in utterances])
+            entry[f"{key}_voice_range"] = [min(per_voice), max(per_voice)] if per_voice else None
+        entry["wer"] = pooled_wer(heard, row)
+        entry["mcd"] = _mean([u["outputs"][row]["mcd"] for u in utterances])
+        table[row] = entry
+    return {"rows": table, "row_order": list(rows), "voices": voices, "wer_voices": readable, "left_out": left_out,
+            "wer_voice_limit": wer_voice_limit}
+
+
+def quality_markdown(quality: dict) -> list[str]:
+    """report.md's quality section: the table of rows, the voices WER leaves out, WER per voice."""
+    voices = quality["voices"]
+    rows = {name: quality["rows"][name] for name in quality["row_order"]}  # report.json sorts the keys
+
+    def dnsmos(entry, key):
+        spread = entry[f"{key}_voice_range"]
+        return _cell(entry[key]) + ("" if spread is None or len(voices) < 2 else
+                                    f" ({_cell(spread[0])}–{_cell(spread[1])})")
+
+    lines = [
+        "## Quality", "",
+        f"{quality['n_utterances']} held-out utterances of {len(voices)} voices. DNSMOS (speechmos; 1..5, higher "
+        "is better): mean over the utterances, in brackets the range of the voices' means. WER (pocketsphinx en-US) "
+        f"over the voices whose ground-truth WER is under {_cell(quality['wer_voice_limit'], -1)}. MCD (dB) to the "
+        "recording. `vocoded_gt/V`: the recording's mel through vocoder V; `none/V`: mode none (the text in the "
+        "voice of another utterance of the speaker) through V.", "",
+        "| output | DNSMOS OVRL | SIG | BAK | P808 | WER | MCD (dB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, entry in rows.items():
+        lines.append(f"| {name} | {' | '.join(dnsmos(entry, key) for key in ('ovrl', 'sig', 'bak', 'p808'))} | "
+                     f"{_cell(entry['wer'], -1)} | {_cell(entry['mcd'])} |")
+    left_out = "; ".join(f"{voice['speaker']} (ground-truth WER {_cell(voice['ground_truth_wer'], -1)})"
+                         for voice in quality["left_out"])
+    lines += ["", f"WER voices: {', '.join(quality['wer_voices']) or 'none'}. Left out of WER (the recogniser "
+              f"cannot read their own recordings): {left_out or 'none'}.", "",
+              "| voice | n | " + " | ".join(f"WER {name}" for name in rows) + " |",
+              "| --- | ---: | " + " | ".join("---:" for _ in rows) + " |"]
+    for speaker, voice in voices.items():
+        mark = "" if speaker in quality["wer_voices"] else " (left out)"
+        lines.append(f"| {speaker}{mark} | {voice['n_utterances']} | "
+                     + " | ".join(_cell(voice["wer"][name], -1) for name in rows) + " |")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Aggregates, report, figures
 # --------------------------------------------------------------------------------------------------------------
 
@@ -391,13 +648,23 @@ def _cell(value, digits: int = 2) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    """The report.md table: one row per mode."""
+    """report.md: one row per mode (section modes), one per output kind (section quality)."""
+    config = report["config"]
+    lines = ["# melinterp evaluate", "",
+             f"model `{config['model']}`, corpus `{config['corpus']}`, {config['steps']} steps, "
+             f"seed {config['seed']}{', quick' if config['quick'] else ''}.", ""]
+    if "aggregates" in report:
+        lines += _modes_markdown(report)
+    if "quality" in report:
+        lines += quality_markdown(report["quality"])
+    return "\n".join(lines)
+
+
+def _modes_markdown(report: dict) -> list[str]:
     config, table = report["config"], report["aggregates"]
     lines = [
-        "# melinterp evaluate", "",
-        f"model `{config['model']}`, corpus `{config['corpus']}`, {config['n_pairs']} pairs "
-        f"({config['n_far_pairs']} at least {FAR_SEMITONES:g} semitones apart), {config['steps']} steps, "
-        f"seed {config['seed']}{', quick' if config['quick'] else ''}.", "",
+        "## Interpolation modes", "",
+        f"{config['n_pairs']} pairs ({config['n_far_pairs']} at least {FAR_SEMITONES:g} semitones apart). "
         "Pitch transfer: |f0 median(output) - f0 median(pitch reference)| in semitones (lower is better). "
         "Timbre score: similarity to the timbre reference minus similarity to the other (higher is better); "
         "for mix it is the Spearman correlation of that difference with alpha. MCD (dB) to the parallel ground "
@@ -420,7 +687,7 @@ def report_markdown(report: dict) -> str:
         lines += [f"The same judges on the ground truth itself (B at A's pitch; A's first half then B's second half), "
                   f"on the {truth['n_far_pairs']} far pairs: freq success {_cell(truth['freq_success_rate'], -1)}, "
                   f"temporal success {_cell(truth['temporal_success_rate'], -1)}: the ceiling these judges allow.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def plot_pair(pair: Pair, synthesize: _Synthesizer, path: Path) -> Path:
@@ -465,25 +732,33 @@ def plot_pair(pair: Pair, synthesize: _Synthesizer, path: Path) -> Path:
 # --------------------------------------------------------------------------------------------------------------
 
 def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int | None = None, seed: int = 0,
-             max_pairs: int | None = None, progress: bool = True, device: str = "cpu", model_name: str = "") -> dict:
-    """Score every mode of ``pipeline`` on the corpus's triplets; write report.json, report.md and figures.
+             max_pairs: int | None = None, progress: bool = True, device: str = "cpu", model_name: str = "",
+             sections=SECTIONS, quality_utterances: int | None = None,
+             wer_voice_limit: float = WER_VOICE_LIMIT) -> dict:
+    """Score ``pipeline`` on the corpus's held-out voices; write report.json, report.md and figures.
 
     Args:
         pipeline: a `MelStyleInterpolationPipeline`.
-        corpus_dir: a folder made by ``melinterp make-corpus`` (held-out filelist and triplets.jsonl).
+        corpus_dir: a folder made by ``melinterp make-corpus`` (held-out filelist; triplets.jsonl for "modes").
         out_dir: where the report goes; ``out_dir/work`` caches outputs, so a rerun resumes.
-        quick: 2 pairs, 3 steps, 3 alphas, no log-f0 RMSE for the transfer modes (for CI).
+        quick: 2 pairs, 3 steps, 3 alphas, no log-f0 RMSE for the transfer modes, 4 quality utterances (for CI).
         steps: denoising steps (default 10, or 3 with ``quick``).
         seed: seed of the prior noise, the same for every output.
         max_pairs: at most this many triplets (default all, or 2 with ``quick``).
         progress: show a tqdm bar.
+        sections: any of "modes" (every interpolation mode on the triplets) and "quality" (DNSMOS, WER and MCD of
+            the ground truth, the vocoded ground truth and mode none, per vocoder).
+        quality_utterances: held-out utterances the quality section scores (default 16, or 4 with ``quick``).
+        wer_voice_limit: WER counts the voices whose ground-truth WER is under this (default 0.25).
     Returns:
         The report (as written to report.json).
     """
-    from tqdm.auto import tqdm
+    from melinterp.utils import atomic_path, write_json
 
-    from melinterp.utils import write_json
-
+    sections = (sections,) if isinstance(sections, str) else tuple(sections)
+    unknown = [name for name in sections if name not in SECTIONS]
+    if unknown or not sections:
+        raise ValueError(f"--sections must name one or more of {', '.join(SECTIONS)}, got {list(sections)}")
     steps = steps if steps is not None else QUICK_STEPS if quick else DEFAULT_STEPS
     if steps < 1:
         raise ValueError(f"--steps must be a positive number of denoising steps, got {steps}")
@@ -491,8 +766,15 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         max_pairs = QUICK_PAIRS
     if max_pairs is not None and max_pairs < 1:
         raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
-    pairs = load_pairs(corpus_dir, max_pairs)
-    alphas = QUICK_ALPHAS if quick else FULL_ALPHAS
+    if quality_utterances is None:
+        quality_utterances = QUICK_QUALITY_UTTERANCES if quick else QUALITY_UTTERANCES
+    if quality_utterances < 1:
+        raise ValueError(f"--quality-utterances must be >= 1, got {quality_utterances}")
+    if not 0.0 < wer_voice_limit <= 1.0 or not math.isfinite(wer_voice_limit):
+        raise ValueError(f"--wer-voice-limit must be a word error rate in (0, 1], got {wer_voice_limit}")
+    # a bad corpus fails before anything is synthesised
+    pairs = load_pairs(corpus_dir, max_pairs) if "modes" in sections else []
+    utterances = load_quality_utterances(corpus_dir, quality_utterances) if "quality" in sections else []
     out_dir = Path(out_dir)
     work_dir = out_dir / "work"
 
@@ -507,38 +789,75 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
     write_json(settings_path, settings)
 
     pipeline.set_progress_bar_config(disable=True)
-    synthesize = _Synthesizer(pipeline, work_dir, steps=steps, seed=seed, device=device)
     judges = _Judges()
+    if "quality" in sections:
+        judges.load_quality_judges()  # a missing judge fails now, not after the modes section
+    report = {"config": {**settings, "quick": quick, "sections": [name for name in SECTIONS if name in sections],
+                         "judges": {"f0": "pyworld (melinterp.evaluation.metrics)", "speaker": "resemblyzer",
+                                    "mcd": "mel-cepstral distortion with DTW", "naturalness": "DNSMOS (speechmos)",
+                                    "intelligibility": "pocketsphinx en-US, WER by jiwer"}}}
+    if "modes" in sections:
+        alphas = QUICK_ALPHAS if quick else FULL_ALPHAS
+        results = _evaluate_modes(pairs, _Synthesizer(pipeline, work_dir, steps=steps, seed=seed, device=device),
+                                  judges, out_dir, alphas=alphas, transfer_f0=not quick, progress=progress)
+        report["config"].update({"alphas": list(alphas), "n_pairs": len(results),
+                                 "n_far_pairs": sum(r["far"] for r in results), "far_semitones": FAR_SEMITONES})
+        report.update({"pairs": results, "aggregates": aggregate(results)})
+    if "quality" in sections:
+        vocoders = quality_vocoders(pipeline, device)
+        synthesize = _Synthesizer(pipeline, work_dir / "quality", steps=steps, seed=seed, device=device)
+        results = _evaluate_quality(utterances, synthesize, judges, vocoders, pipeline.feature_config,
+                                    progress=progress)
+        report["quality"] = {"n_utterances": len(results), "vocoders": list(vocoders),
+                             **aggregate_quality(results, quality_rows(vocoders), wer_voice_limit),
+                             "utterances": results}
+    report = _finite_or_none(report)
+    write_json(out_dir / "report.json", report)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(report_markdown(report), encoding="utf-8")
+    return report
+
+
+def _evaluate_modes(pairs: list[Pair], synthesize: _Synthesizer, judges: _Judges, out_dir: Path, *, alphas,
+                    transfer_f0: bool, progress: bool) -> list[dict]:
+    """`score_pair` for every pair, each result cached in out/work/<pair>/result.json; figures of the first pairs."""
+    from tqdm.auto import tqdm
+
     results = []
     for index, pair in enumerate(tqdm(pairs, desc="evaluate", unit="pair", disable=not progress)):
-        result_path = work_dir / pair.id / "result.json"
-        if result_path.is_file():
-            result = json.loads(result_path.read_text(encoding="utf-8"))
-        else:
-            result = score_pair(pair, synthesize, judges, alphas=alphas, figures=index < FIGURE_PAIRS,
-                                transfer_f0=not quick)
-            write_json(result_path, _finite_or_none(result))
-            result = json.loads(result_path.read_text(encoding="utf-8"))
+        result = _cached_result(synthesize.work_dir / pair.id / "result.json", lambda: score_pair(
+            pair, synthesize, judges, alphas=alphas, figures=index < FIGURE_PAIRS, transfer_f0=transfer_f0))
         results.append(result)
         figure = out_dir / "figures" / f"pair_{pair.id}.png"
         if index < FIGURE_PAIRS and not figure.is_file():
             plot_pair(pair, synthesize, figure)
+    return results
 
-    report = {
-        "config": {**settings, "quick": quick, "alphas": list(alphas), "n_pairs": len(results),
-                   "n_far_pairs": sum(r["far"] for r in results), "far_semitones": FAR_SEMITONES,
-                   "judges": {"f0": "pyworld (melinterp.evaluation.metrics)", "speaker": "resemblyzer",
-                              "mcd": "mel-cepstral distortion with DTW"}},
-        "pairs": results,
-        "aggregates": aggregate(results),
-    }
-    report = _finite_or_none(report)
-    write_json(out_dir / "report.json", report)
-    from melinterp.utils import atomic_path
 
-    with atomic_path(out_dir / "report.md") as tmp:
-        tmp.write_text(report_markdown(report), encoding="utf-8")
-    return report
+def _evaluate_quality(utterances: list[HeldOutUtterance], synthesize: _Synthesizer, judges: _Judges,
+                      vocoders: dict, feature_config, *, progress: bool) -> list[dict]:
+    """`score_quality_utterance` for every utterance, each cached in out/work/quality/<id>/result.json (scored
+    again, from the cached mel, when the vocoders have changed)."""
+    from tqdm.auto import tqdm
+
+    rows = set(quality_rows(vocoders))
+    results = []
+    for item in tqdm(utterances, desc="quality", unit="utterance", disable=not progress):
+        path = synthesize.work_dir / item.id / "result.json"
+        if path.is_file() and set(json.loads(path.read_text(encoding="utf-8"))["outputs"]) != rows:
+            path.unlink()
+        results.append(_cached_result(path, lambda: score_quality_utterance(item, synthesize, judges, vocoders,
+                                                                            feature_config)))
+    return results
+
+
+def _cached_result(path: Path, score) -> dict:
+    """The JSON at ``path``, or ``score()`` written there first (NaN as null, atomically) and read back."""
+    from melinterp.utils import write_json
+
+    if not path.is_file():
+        write_json(path, _finite_or_none(score()))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _finite_or_none(value):
@@ -580,10 +899,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a corpus made by `melinterp make-corpus` (held-out filelist and triplets.jsonl)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="report folder (an existing one is resumed)")
-    parser.add_argument("--quick", action="store_true", help="for CI: 2 pairs, 3 steps, 3 alphas")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"for CI: 2 pairs, 3 steps, 3 alphas, {QUICK_QUALITY_UTTERANCES} quality utterances")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="modes: every interpolation mode on the triplets; quality: DNSMOS, WER and MCD of the "
+                             "ground truth, the vocoded ground truth and mode none, per vocoder (default both)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"denoising steps (default {DEFAULT_STEPS}, {QUICK_STEPS} with --quick)")
     parser.add_argument("--max-pairs", type=int, default=None, help="at most this many triplets (default all)")
+    parser.add_argument("--wer-voice-limit", type=float, default=WER_VOICE_LIMIT, metavar="RATE",
+                        help=f"quality: WER counts the voices whose ground-truth WER is under this (default "
+                             f"{WER_VOICE_LIMIT}); the report names the voices left out")
+    parser.add_argument("--quality-utterances", type=int, default=None, metavar="N",
+                        help=f"held-out utterances the quality section scores (default {QUALITY_UTTERANCES}, "
+                             f"{QUICK_QUALITY_UTTERANCES} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -592,7 +921,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
-    load_pairs(args.corpus, 1)  # a bad corpus fails before the model loads
+    # a bad corpus fails before the model loads
+    if "modes" in args.sections:
+        load_pairs(args.corpus, 1)
+    if "quality" in args.sections:
+        load_quality_utterances(args.corpus, 1)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -600,6 +933,8 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_model(args.model).to(args.device)
     report = evaluate(pipeline, args.corpus, args.out, quick=args.quick, steps=args.steps, seed=args.seed,
                       max_pairs=args.max_pairs, progress=not args.quiet, device=args.device,
+                      sections=args.sections, quality_utterances=args.quality_utterances,
+                      wer_voice_limit=args.wer_voice_limit,
                       model_name=str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model))
     if not args.quiet:
         print(report_markdown(report))
