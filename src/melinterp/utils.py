@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +28,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new empty folder beside ``path``; put it in place of ``path`` only if the block finishes.
+
+    Readers never see a half-written folder: an exception or an interrupt leaves the old ``path`` (or none) and no
+    temporary folder. An existing ``path`` is replaced; whether that is allowed is the caller's decision.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual permissions
+    try:
+        yield tmp
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+        # a folder cannot be renamed over a non-empty one: move the old one aside first, drop it once replaced
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old / path.name, path)  # put the old folder back (if even that fails, it stays in `old`)
+            os.rmdir(old)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
