@@ -1,4 +1,4 @@
-"""Shared test fixtures: synthetic signals the tests make themselves, and engine availability."""
+"""Shared test fixtures: synthetic signals the tests make themselves, engine availability, one-thread torch."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 SAMPLE_RATE = 22050
 
@@ -21,6 +22,16 @@ def harmonic_tone(f0: float, seconds: float = 1.0, sr: int = SAMPLE_RATE, n_harm
 @pytest.fixture
 def tone():
     return harmonic_tone
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one CPU thread for a module of tiny models: on a machine shared with other jobs, two threads
+    spinning for the cores make a tiny training step ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")

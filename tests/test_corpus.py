@@ -348,6 +348,10 @@ def test_tiny_corpus_filelists_and_splits(tiny_corpus):
     texts = {split: {tuple(words_of(u.text)) for u in items} for split, items in lists.items()}
     assert texts["train"].isdisjoint(texts["heldout"]) and texts["train"].isdisjoint(texts["val"])
     assert corpus["hours"]["train"] > 0 and corpus["engines"]["espeak"]["version"]
+    from melinterp.data.corpus import ENGINE_LICENCES
+
+    for name, engine in corpus["engines"].items():  # every voice source's licence travels with the corpus
+        assert engine["licence"] == ENGINE_LICENCES[name]
 
 
 @requires_espeak

@@ -117,6 +117,39 @@ def test_optimizer_state_round_trips_through_safetensors_layout():
         assert torch.equal(other.state_dict()["state"][0][key], value)
 
 
+def test_checkpoint_round_trips_a_dict_of_optimizers(tmp_path):
+    """A GAN's two optimisers: one file pair each, both states restored."""
+    from melinterp.training.checkpoint import load_checkpoint, save_checkpoint
+
+    def make(learning_rate: float):
+        torch.manual_seed(0)
+        models = {"generator": torch.nn.Linear(3, 2), "critic": torch.nn.Linear(2, 1)}
+        optimizers = {"generator": torch.optim.AdamW(models["generator"].parameters(), lr=learning_rate),
+                      "critic": torch.optim.SGD(models["critic"].parameters(), lr=learning_rate, momentum=0.9)}
+        return models, optimizers
+
+    models, optimizers = make(0.1)
+    for _ in range(2):
+        models["critic"](models["generator"](torch.randn(4, 3))).sum().backward()
+        for optimizer in optimizers.values():
+            optimizer.step()
+    path = save_checkpoint(tmp_path, models=models, ema={}, optimizer=optimizers, state={"step": 2})
+    assert sorted(p.name for p in path.glob("optimizer*")) == [
+        "optimizer.critic.json", "optimizer.critic.safetensors", "optimizer.generator.json",
+        "optimizer.generator.safetensors"]
+
+    restored_models, restored = make(0.5)  # other hyper-parameters and no state: all of it must come from the file
+    _, state = load_checkpoint(path, models=restored_models, optimizer=restored)
+    assert state["step"] == 2
+    for name, optimizer in optimizers.items():
+        expected, actual = optimizer.state_dict(), restored[name].state_dict()
+        assert json.dumps(actual["param_groups"]) == json.dumps(expected["param_groups"])  # JSON: tuples are lists
+        assert actual["state"].keys() == expected["state"].keys() and expected["state"]
+        for index, values in expected["state"].items():
+            assert actual["state"][index].keys() == values.keys()
+            for key, value in values.items():
+                assert torch.equal(torch.as_tensor(actual["state"][index][key]), torch.as_tensor(value)), (name, key)
+
 def test_tiny_model_overfits_one_batch(tiny_corpus):
     config = TrainingConfig.from_file(tiny_corpus["config_path"])
     text_config = TextConfig()

@@ -25,6 +25,8 @@ _EXPORTS = {
     "StyleEncoder": "melinterp.models",
     "MelUNet2DConditionModel": "melinterp.models",
     "GriffinLimVocoder": "melinterp.models.vocoder",
+    "VocosVocoder": "melinterp.models.vocos",
+    "HiFiGANGenerator": "melinterp.models.hifigan",
     "TextProcessor": "melinterp.text",
     "TextConfig": "melinterp.text",
     "FeatureConfig": "melinterp.audio",

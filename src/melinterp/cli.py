@@ -16,9 +16,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-corpus": ("melinterp.data.corpus", "synthesise the multi-voice training corpus with espeak-ng and flite"),
     "preprocess": ("melinterp.data.features", "compute and cache mel, f0, energy and phoneme ids for a filelist"),
     "train": ("melinterp.training.command", "train the text encoder, style encoder and mel U-Net (accelerate)"),
+    "vocoder-mels": ("melinterp.training.vocoder_mels",
+                     "the model's own mels of recordings, on their frame grid (for vocoder fine-tuning)"),
+    "train-vocoder": ("melinterp.training.vocoder_command",
+                      "train the neural vocoder (Vocos, GAN losses) on recordings or the model's mels (accelerate)"),
     "synthesize": ("melinterp.synthesize", "speak text in a voice taken from, or interpolated between, two recordings"),
     "evaluate": ("melinterp.evaluation.benchmark",
                  "score every interpolation mode with independent judges on held-out voices"),
+    "convert-hifigan": ("melinterp.convert_hifigan", "turn an official HiFi-GAN checkpoint into a vocoder folder"),
 }
 
 

@@ -71,6 +71,12 @@ LARGE_EXTRA_ESPEAK_VOICES = (
     "en-us+linda", "en-gb-x-rp+f2",
 )
 HELDOUT_ESPEAK_VOICES = ("en-us+robert", "en-us+f4")
+# The licence under which each engine and its voice data are distributed (recorded in corpus.json, and in the card
+# of every model trained on the corpus).
+ENGINE_LICENCES = {
+    "espeak": "espeak-ng and its voice data: GPL-3.0-or-later (https://github.com/espeak-ng/espeak-ng)",
+    "flite": "flite and its cmu_us_* voices: the CMU Flite licence, BSD-style (http://cmuflite.org)",
+}
 TRAIN_FLITE_VOICES = ("kal16", "slt", "rms")
 HELDOUT_FLITE_VOICES = ("awb",)
 
@@ -676,7 +682,8 @@ def build_corpus(out: str | os.PathLike, config: CorpusConfig, *, seed: int = 0,
         "preset": config.preset,
         "config": {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(config).items()},
         "engines": {name: {"version": engine.version(), "program": engine.paths.espeak_bin if name == "espeak"
-                           else engine.paths.flite_bin} for name, engine in engines.items()},
+                           else engine.paths.flite_bin, "licence": ENGINE_LICENCES[name]}
+                    for name, engine in engines.items()},
         "audio": {"sample_rate": SAMPLE_RATE, "format": "wav, 16-bit PCM, mono",
                   "loudness": "peak-normalised to -1 dBFS, then gain_db (uniform in config.gain_db, per utterance)",
                   "silence": "trimmed to 0.1 s before and after the speech"},

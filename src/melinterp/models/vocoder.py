@@ -127,24 +127,6 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         return torch.stft(padded, self.config.n_fft, hop_length=self.config.hop_length, win_length=self.config.n_fft,
                           window=window, center=False, return_complex=True)
 
-    def _istft(self, spectrum: torch.Tensor, window: torch.Tensor, envelope: torch.Tensor) -> torch.Tensor:
-        """Least-squares inverse of `_stft`: complex (B, n_freq, T) -> padded waveform (B, (T - 1) * hop + n_fft).
-
-        Windowed overlap-add divided by the summed squared window ``envelope``; done by hand because
-        ``torch.istft(center=False)`` refuses windows that vanish at the signal's edges.
-        """
-        n_fft, hop = self.config.n_fft, self.config.hop_length
-        frames = torch.fft.irfft(spectrum, n=n_fft, dim=1) * window[:, None]  # (B, n_fft, T)
-        return _overlap_add(frames, hop) / envelope
-
-    def _window_envelope(self, window: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Sum of squared windows at each sample of the padded signal, (L,), floored where no window reaches."""
-        n_fft, hop = self.config.n_fft, self.config.hop_length
-        squares = (window ** 2)[None, :, None].expand(1, n_fft, num_frames)
-        envelope = _overlap_add(squares, hop)[0]  # ((T - 1) * hop + n_fft,)
-        # The outermost samples lie in the reflect padding, cropped away; keep them finite.
-        return envelope.clamp(min=1e-3 * float(envelope.max()))
-
     # -----------------------------------------------------------------------------------------------------------
     # Mel -> magnitude -> waveform
     # -----------------------------------------------------------------------------------------------------------
@@ -174,16 +156,7 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
 
         Runs on the mel's device and returns the mel's floating dtype; the arithmetic is float32.
         """
-        if mel.dim() not in (2, 3) or mel.shape[-2] != self.config.n_mels:
-            raise ValueError(f"expected a log-mel of shape (B, {self.config.n_mels}, T) or ({self.config.n_mels}, T), "
-                             f"got {tuple(mel.shape)}")
-        if not mel.is_floating_point():
-            raise ValueError(f"expected a floating-point log-mel, got dtype {mel.dtype}")
-        if mel.shape[-1] < self.min_frames:
-            raise ValueError(f"expected a log-mel of at least {self.min_frames} frames (the STFT's reflect padding "
-                             f"needs them), got T = {mel.shape[-1]}")
-        if not torch.isfinite(mel).all():
-            raise ValueError("the log-mel contains NaN or infinite values")
+        check_log_mel(mel, self.config.n_mels, self.min_frames)
         batch = mel if mel.dim() == 3 else mel[None]
         with torch.no_grad():
             waveform = self._griffin_lim(self.mel_to_magnitude(batch))  # (B, T * hop)
@@ -192,15 +165,12 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
 
     def _griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Magnitude (B, n_freq, T) -> waveform (B, T * hop) whose STFT magnitude approximates it."""
-        num_frames = magnitude.shape[-1]
         window = self._constant("window", magnitude.device)  # (n_fft,)
-        envelope = self._window_envelope(window, num_frames)
+        envelope = window_envelope(window, self.config.hop_length, magnitude.shape[-1])
         pad_left, pad_right = self._padding
-        hop = self.config.hop_length
 
         def to_waveform(spectrum: torch.Tensor) -> torch.Tensor:
-            padded = self._istft(spectrum, window, envelope)  # (B, (T - 1) * hop + n_fft)
-            return padded[:, pad_left: pad_left + num_frames * hop]  # (B, T * hop)
+            return inverse_stft(spectrum, window, self.config.hop_length, envelope)  # (B, T * hop)
 
         def reanalyse(waveform: torch.Tensor) -> torch.Tensor:
             # Re-pad the way the front end does, so consistency means "what mel_spectrogram would see".
@@ -215,6 +185,49 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
             phase = accelerated / accelerated.abs().clamp(min=1e-16)
             previous = rebuilt
         return to_waveform(magnitude * phase)
+
+
+def check_log_mel(mel: torch.Tensor, n_mels: int, min_frames: int = 1) -> None:
+    """Raise a ValueError saying what a vocoder expected when ``mel`` is not a finite floating-point log-mel of
+    shape (B, n_mels, T) or (n_mels, T) with T >= min_frames (the STFT's reflect padding needs a few)."""
+    if mel.dim() not in (2, 3) or mel.shape[-2] != n_mels:
+        raise ValueError(f"expected a log-mel of shape (B, {n_mels}, T) or ({n_mels}, T), got {tuple(mel.shape)}")
+    if not mel.is_floating_point():
+        raise ValueError(f"expected a floating-point log-mel, got dtype {mel.dtype}")
+    if mel.shape[-1] < min_frames:
+        raise ValueError(f"expected a log-mel of at least {min_frames} frame{'s' if min_frames != 1 else ''}, got "
+                         f"T = {mel.shape[-1]}")
+    if not torch.isfinite(mel).all():
+        raise ValueError("the log-mel contains NaN or infinite values")
+
+
+def window_envelope(window: torch.Tensor, hop_length: int, num_frames: int) -> torch.Tensor:
+    """Sum of squared windows at each sample of the padded signal, ((T - 1) * hop + n_fft,), floored where no
+    window reaches."""
+    n_fft = window.shape[0]
+    squares = (window ** 2)[None, :, None].expand(1, n_fft, num_frames)
+    envelope = _overlap_add(squares, hop_length)[0]  # ((T - 1) * hop + n_fft,)
+    # The outermost samples lie in the reflect padding, cropped away; keep them finite.
+    return envelope.clamp(min=1e-3 * float(envelope.max()))
+
+
+def inverse_stft(spectrum: torch.Tensor, window: torch.Tensor, hop_length: int,
+                 envelope: torch.Tensor | None = None) -> torch.Tensor:
+    """Least-squares inverse of the front end's STFT: complex (B, n_freq, T) -> waveform (B, T * hop).
+
+    Windowed overlap-add divided by the summed squared window ``envelope`` (`window_envelope`, made here when not
+    given), then the front end's reflect padding of (n_fft - hop) / 2 samples cut off, so that frame i is centred at
+    sample (i + 0.5) * hop exactly as `melinterp.audio.mel_spectrogram` frames it. Done by hand because
+    ``torch.istft(center=False)`` refuses windows that vanish at the signal's edges, and ``center=True`` centres
+    frame i at sample i * hop.
+    """
+    n_fft, num_frames = window.shape[0], spectrum.shape[-1]
+    if envelope is None:
+        envelope = window_envelope(window, hop_length, num_frames)
+    frames = torch.fft.irfft(spectrum, n=n_fft, dim=1) * window[:, None]  # (B, n_fft, T)
+    padded = _overlap_add(frames, hop_length) / envelope  # (B, (T - 1) * hop + n_fft)
+    pad_left = (n_fft - hop_length) // 2
+    return padded[:, pad_left: pad_left + num_frames * hop_length]
 
 
 def _overlap_add(frames: torch.Tensor, hop_length: int) -> torch.Tensor:

@@ -4,7 +4,8 @@ A checkpoint folder ``step-00001000/`` holds
 
 - ``models.safetensors``: every trained module's weights, keys prefixed by module name (``unet.conv_in.weight``);
 - ``ema.safetensors``: the exponential moving average of those weights, same keys;
-- ``optimizer.safetensors`` + ``optimizer.json``: the optimiser's tensors, and its param groups and scalars;
+- ``optimizer.safetensors`` + ``optimizer.json``: the optimiser's tensors, and its param groups and scalars (with
+  several optimisers, a GAN's say, one pair each: ``optimizer.NAME.safetensors`` + ``optimizer.NAME.json``);
 - ``rng.safetensors``: torch's CPU and CUDA generator states (dropout draws from them);
 - ``state.json``: step, epoch, batches done in that epoch, and the config it was trained with.
 
@@ -61,8 +62,16 @@ def set_rng_state(states: dict[str, torch.Tensor]) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def _optimizer_files(optimizer) -> dict[str, torch.optim.Optimizer]:
+    """File stem -> optimiser: ``optimizer`` for one, ``optimizer.NAME`` for each of a dict of them."""
+    if isinstance(optimizer, dict):
+        return {f"optimizer.{name}": value for name, value in optimizer.items()}
+    return {"optimizer": optimizer}
+
+
 def save_checkpoint(directory: Path, *, models: dict[str, torch.nn.Module], ema: dict[str, torch.Tensor],
-                    optimizer: torch.optim.Optimizer, state: dict[str, Any], keep: int | None = None) -> Path:
+                    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer], state: dict[str, Any],
+                    keep: int | None = None) -> Path:
     """Write ``directory/step-XXXXXXXX`` atomically and prune older checkpoints beyond ``keep``."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{state['step']:08d}"
@@ -74,9 +83,10 @@ def save_checkpoint(directory: Path, *, models: dict[str, torch.nn.Module], ema:
     save_file(weights, str(partial / "models.safetensors"))
     save_file({key: value.detach().cpu().contiguous() for key, value in ema.items()},
               str(partial / "ema.safetensors"))
-    optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
-    save_file(optim_tensors, str(partial / "optimizer.safetensors"))
-    (partial / "optimizer.json").write_text(json.dumps(optim_meta, indent=1))
+    for stem, each in _optimizer_files(optimizer).items():
+        optim_tensors, optim_meta = flatten_optimizer_state(each.state_dict())
+        save_file(optim_tensors, str(partial / f"{stem}.safetensors"))
+        (partial / f"{stem}.json").write_text(json.dumps(optim_meta, indent=1))
     save_file(rng_state(), str(partial / "rng.safetensors"))
     (partial / "state.json").write_text(json.dumps(state, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
@@ -95,7 +105,8 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
 
 
-def load_checkpoint(path: Path, *, models: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer,
+def load_checkpoint(path: Path, *, models: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
                     device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Restore models, optimiser and RNG in place; return (ema tensors, trainer state)."""
     weights = load_file(str(path / "models.safetensors"), device=str(device))
@@ -106,9 +117,25 @@ def load_checkpoint(path: Path, *, models: dict[str, torch.nn.Module], optimizer
             module.load_state_dict(own, strict=True)
         except RuntimeError as error:
             raise ValueError(f"checkpoint {path} does not match the configured '{name}': {error}") from None
-    optim_meta = json.loads((path / "optimizer.json").read_text())
-    optimizer.load_state_dict(unflatten_optimizer_state(load_file(str(path / "optimizer.safetensors")), optim_meta))
+    for stem, each in _optimizer_files(optimizer).items():
+        optim_meta = json.loads((path / f"{stem}.json").read_text())
+        each.load_state_dict(unflatten_optimizer_state(load_file(str(path / f"{stem}.safetensors")), optim_meta))
     set_rng_state(load_file(str(path / "rng.safetensors")))
     ema = load_file(str(path / "ema.safetensors"), device=str(device))
     state = json.loads((path / "state.json").read_text())
     return ema, state
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``model`` (cast to its dtypes) after checking that the keys and shapes fit exactly.
+
+    Raises:
+        ValueError: names ``where`` and the first few missing, unexpected and differently shaped keys.
+    """
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        raise ValueError(f"{where} does not fit the configured model: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}, other shapes {wrong[:5]}")
+    model.load_state_dict({key: value.to(own[key].dtype) for key, value in state.items()})

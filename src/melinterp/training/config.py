@@ -93,17 +93,26 @@ class TrainingConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainingConfig":
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"training config {path} is not valid JSON: {error}") from None
-        raw.setdefault("source", str(path))
-        return cls.from_dict(raw, base_dir=path.parent)
+        return cls.from_dict(read_config_json(path, "training config"), base_dir=path.parent)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def read_config_json(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` with ``"source"`` set to the path; errors name ``what`` and the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not UTF-8 text ({error})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object, got {type(raw).__name__}")
+    raw.setdefault("source", str(path))
+    return raw
 
 
 def _build(kind, values: dict[str, Any], section: str):

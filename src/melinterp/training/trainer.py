@@ -8,8 +8,6 @@ checkpoint stores: a run stopped and resumed repeats an uninterrupted run step f
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,10 +16,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, load_state_strict, save_checkpoint
 from melinterp.training.config import TrainingConfig
 from melinterp.training.ema import EMAWeights
 from melinterp.training.objective import compute_losses
+from melinterp.training.run import TrainingRun
 
 MODEL_NAMES = ("text_encoder", "style_encoder", "unet")
 
@@ -105,17 +104,10 @@ def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path) -> No
         if not path.is_file():
             raise ValueError(f"--init-from {folder}: no {name}/diffusion_pytorch_model.safetensors (expected a training "
                              f"export or a saved pipeline folder)")
-        state = load_file(path)
-        own = model.state_dict()
-        missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
-        wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            raise ValueError(f"--init-from {folder}: {name} does not fit the configured model: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}, other shapes {wrong[:5]}")
-        model.load_state_dict({key: value.to(own[key].dtype) for key, value in state.items()})
+        load_state_strict(model, load_file(path), f"--init-from {folder}: {name}")
 
 
-class Trainer:
+class Trainer(TrainingRun):
     def __init__(self, config: TrainingConfig, output_dir: str | Path, *, resume: bool = False,
                  max_minutes: float | None = None, max_steps: int | None = None, export: bool = True,
                  progress: bool = True, accelerator=None, init_from: str | Path | None = None):
@@ -186,28 +178,8 @@ class Trainer:
                              "to serve as its style reference")
         return Subset(dataset, indices)
 
-    def _unwrapped(self) -> dict[str, torch.nn.Module]:
-        return {name: self.accelerator.unwrap_model(model) for name, model in self.models.items()}
-
     def _step_generator(self) -> torch.Generator:
-        seed = (self.config.optim.seed * 1_000_003 + self.step) * 64 + self.accelerator.process_index
-        return torch.Generator(device=self.accelerator.device).manual_seed(seed)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.output_dir / "checkpoints"
-
-    def _log_row(self, name: str, row: dict) -> None:
-        if not self.accelerator.is_main_process:
-            return
-        path = self.output_dir / "logs" / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        with path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        return torch.Generator(device=self.accelerator.device).manual_seed(self._step_seed())
 
     def _state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
@@ -237,16 +209,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         config, accelerator = self.config, self.accelerator
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        if accelerator.is_main_process:
-            (self.output_dir / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        if self.resume:
-            restored = self.restore()
-            accelerator.print(f"resumed from {restored} at step {self.step}" if restored
-                              else "no checkpoint to resume from: starting at step 0")
-        elif list_checkpoints(self.checkpoint_dir):
-            raise ValueError(f"{self.checkpoint_dir} already holds checkpoints: pass --resume to continue that run, "
-                             "or choose another --output-dir")
+        self._start_run()
 
         start = time.monotonic()
         window_frames, window_start, last = 0, time.monotonic(), {}
@@ -296,15 +259,6 @@ class Trainer:
         return TrainResult(step=self.step, stopped_by=stopped_by,
                            frames_per_second=total_frames / elapsed if elapsed > 0 else 0.0,
                            last_losses=last, checkpoint=checkpoint, export_dir=export_dir)
-
-    def _time_is_up(self, start: float) -> bool:
-        if self.max_minutes is None:
-            return False
-        # every process must stop at the same step: the main process decides
-        flag = torch.tensor([float(time.monotonic() - start > self.max_minutes * 60)], device=self.accelerator.device)
-        from accelerate.utils import broadcast
-
-        return bool(broadcast(flag, from_process=0).item())
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> None:
         config, accelerator = self.config, self.accelerator

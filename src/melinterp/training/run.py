@@ -1,0 +1,63 @@
+"""What the two accelerate trainers (`Trainer`, `VocoderTrainer`) share: the run folder, its CSV logs, the time
+budget and the per-step seed. A trainer sets ``config`` (with ``optim.seed`` and ``log``), ``output_dir``,
+``accelerator``, ``models``, ``step`` and ``max_minutes`` before using these."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from melinterp.training.checkpoint import list_checkpoints
+
+
+class TrainingRun:
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints"
+
+    def _unwrapped(self) -> dict[str, torch.nn.Module]:
+        return {name: self.accelerator.unwrap_model(model) for name, model in self.models.items()}
+
+    def _step_seed(self) -> int:
+        """The seed of this step's random draws on this process: (seed, step, process) alone."""
+        return (self.config.optim.seed * 1_000_003 + self.step) * 64 + self.accelerator.process_index
+
+    def _log_row(self, name: str, row: dict) -> None:
+        """Append ``row`` to ``logs/NAME.csv`` (header from the first row), on the main process only."""
+        if not self.accelerator.is_main_process:
+            return
+        path = self.output_dir / "logs" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _start_run(self) -> None:
+        """Create the run folder with the config in it; resume from the newest checkpoint (``self.resume``), or
+        refuse a folder that already holds checkpoints."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.accelerator.is_main_process:
+            (self.output_dir / "training_config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        if self.resume:
+            restored = self.restore()
+            self.accelerator.print(f"resumed from {restored} at step {self.step}" if restored
+                                   else "no checkpoint to resume from: starting at step 0")
+        elif list_checkpoints(self.checkpoint_dir):
+            raise ValueError(f"{self.checkpoint_dir} already holds checkpoints: pass --resume to continue that run, "
+                             "or choose another --output-dir")
+
+    def _time_is_up(self, start: float) -> bool:
+        if self.max_minutes is None:
+            return False
+        from accelerate.utils import broadcast
+
+        # every process must stop at the same step: the main process decides
+        flag = torch.tensor([float(time.monotonic() - start > self.max_minutes * 60)], device=self.accelerator.device)
+        return bool(broadcast(flag, from_process=0).item())

@@ -1,0 +1,531 @@
+"""GAN training of the neural vocoder (`melinterp.models.vocos.VocosVocoder`) with accelerate, in resumable pieces.
+
+Recipe (HiFi-GAN's losses, Vocos's generator):
+
+- the generator turns the log-mel of a random audio segment into a waveform; its loss is 45 x L1 between the
+  log-mels of the output and of the real segment, plus the least-squares adversarial loss and 2 x feature matching
+  against a multi-period and a multi-resolution discriminator (`melinterp.training.discriminators`);
+- the discriminators learn real segments against the generator's (detached) output;
+- AdamW (betas 0.8, 0.99) for both, warm-up then cosine or constant learning rate.
+
+Two kinds of input mel, one config key apart:
+
+- ``data.model_mels`` unset: the mel of the real segment itself (training on recordings);
+- ``data.model_mels`` a safetensors file written by `melinterp.training.vocoder_mels`: for each listed recording,
+  the acoustic model's own mel on the recording's frame grid (teacher-forced: aligned by monotonic alignment search
+  to the recording). The generator learns to turn the model's mels into the real audio: fine-tuning that removes
+  the mismatch between the mels it was trained on and the mels it will be given.
+
+Data: every recording of the filelists is loaded once and kept on the training device (int16, about 160 MB an
+hour), so a step draws its batch with no loader. Each step's draws (items and offsets) come from a generator
+seeded by (seed, step, process): a run stopped and resumed repeats an uninterrupted one step for step. Checkpoints
+(`melinterp.training.checkpoint`: safetensors + JSON) hold the generator, both discriminators and both optimisers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, load_state_strict, save_checkpoint
+from melinterp.training.config import _build, read_config_json
+from melinterp.training.run import TrainingRun
+from melinterp.training.trainer import learning_rate_at
+
+MODEL_NAMES = ("generator", "mpd", "mrd")
+
+
+@dataclass
+class VocoderDataConfig:
+    train_filelist: str
+    val_filelist: str | None = None
+    # safetensors file(s) of teacher-forced mels (`melinterp vocoder-mels`): fine-tuning on the model's mels
+    model_mels: str | list[str] | None = None
+    segment_frames: int = 64  # frames per training segment (x hop_length samples)
+    batch_size: int = 16
+    val_items: int = 4  # validation recordings vocoded whole at each validation
+
+
+@dataclass
+class VocoderOptimConfig:
+    learning_rate: float = 5e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    lr_schedule: str = "cosine"  # "constant" or "cosine" (after warm-up)
+    max_steps: int = 100_000
+    grad_clip: float = 1000.0
+    mel_weight: float = 45.0
+    feature_matching_weight: float = 2.0
+    mrd_weight: float = 1.0  # weight of the multi-resolution discriminator's adversarial and matching terms
+    mixed_precision: str = "no"  # "no" or "bf16" (accelerate); the STFTs and mel losses stay float32
+    seed: int = 0
+
+
+@dataclass
+class VocoderLogConfig:
+    log_every: int = 100
+    val_every: int = 2000
+    checkpoint_every: int = 2000
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class VocoderTrainingConfig:
+    data: VocoderDataConfig
+    model: dict[str, Any] = field(default_factory=dict)  # VocosVocoder arguments
+    # MultiPeriodDiscriminator / MultiResolutionDiscriminator arguments
+    mpd: dict[str, Any] = field(default_factory=dict)
+    mrd: dict[str, Any] = field(default_factory=dict)
+    optim: VocoderOptimConfig = field(default_factory=VocoderOptimConfig)
+    log: VocoderLogConfig = field(default_factory=VocoderLogConfig)
+    source: str | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base_dir: Path | None = None) -> "VocoderTrainingConfig":
+        raw = {key: value for key, value in raw.items() if not key.startswith("_")}
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown vocoder training config sections: {sorted(unknown)}")
+        if "data" not in raw:
+            raise ValueError("vocoder training config has no 'data' section")
+        data = _build(VocoderDataConfig, raw["data"], "data")
+        if isinstance(data.model_mels, str):
+            data.model_mels = [data.model_mels]
+        if base_dir is not None:
+            resolve = lambda value: value if Path(value).is_absolute() else str((base_dir / value).resolve())  # noqa
+            for name in ("train_filelist", "val_filelist"):
+                if getattr(data, name) is not None:
+                    setattr(data, name, resolve(getattr(data, name)))
+            if data.model_mels is not None:
+                data.model_mels = [resolve(value) for value in data.model_mels]
+        optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
+        optim.betas = tuple(optim.betas)
+        if optim.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got "
+                             f"{optim.mixed_precision!r}")
+        return cls(data=data, model=dict(raw.get("model", {})), mpd=dict(raw.get("mpd", {})),
+                   mrd=dict(raw.get("mrd", {})), optim=optim,
+                   log=_build(VocoderLogConfig, raw.get("log", {}), "log"), source=raw.get("source"))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "VocoderTrainingConfig":
+        path = Path(path)
+        return cls.from_dict(read_config_json(path, "vocoder training config"), base_dir=path.parent)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data: every recording on the device, segments drawn per step
+# --------------------------------------------------------------------------------------------------------------
+
+class SegmentBank:
+    """Recordings (and optionally their model mels) held on one device; draws aligned (mel, audio) segments.
+
+    Args:
+        waves: float waveforms (N_i,) at the feature sample rate.
+        mels: None, or one log-mel (n_mels, N_i // hop) per waveform, on that waveform's frame grid.
+        hop_length: samples per frame.
+        device: where the bank lives.
+    """
+
+    def __init__(self, waves: list[np.ndarray], mels: list[torch.Tensor] | None, hop_length: int, device):
+        self.hop_length = hop_length
+        self.frames = torch.tensor([len(w) // hop_length for w in waves], dtype=torch.long)
+        pcm = np.concatenate([np.round(np.clip(w[: n * hop_length], -1, 1) * 32767).astype(np.int16)
+                              for w, n in zip(waves, self.frames.tolist())])
+        self.audio = torch.from_numpy(pcm).to(device)  # (sum N_i,) int16
+        self.audio_start = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.frames[:-1]]), 0)
+        self.mels = None
+        if mels is not None:
+            for i, (mel, n) in enumerate(zip(mels, self.frames.tolist())):
+                if mel.shape[-1] != n:
+                    raise ValueError(f"model mel {i} has {mel.shape[-1]} frames but its recording has {n}")
+            self.mels = torch.cat(mels, dim=-1).to(device, torch.float16)  # (n_mels, sum T_i)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def draw(self, batch_size: int, segment_frames: int, generator: torch.Generator):
+        """(mel (B, n_mels, F) or None, audio (B, F * hop)): random items, random frame offsets."""
+        eligible = torch.nonzero(self.frames >= segment_frames).flatten()
+        if len(eligible) == 0:
+            raise ValueError(f"no recording is at least {segment_frames} frames long: lower data.segment_frames")
+        items = eligible[torch.randint(len(eligible), (batch_size,), generator=generator)]
+        room = (self.frames[items] - segment_frames + 1).double()
+        offsets = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * room).long()
+        first_frames = (self.audio_start[items] + offsets)  # (B,) frame index in the bank
+        device = self.audio.device
+        sample_index = (first_frames[:, None] * self.hop_length
+                        + torch.arange(segment_frames * self.hop_length)[None]).to(device)
+        audio = self.audio[sample_index].float() / 32767.0  # (B, F * hop)
+        mel = None
+        if self.mels is not None:
+            frame_index = (first_frames[:, None] + torch.arange(segment_frames)[None]).to(device)
+            mel = self.mels[:, frame_index].permute(1, 0, 2).float()  # (B, n_mels, F)
+        return mel, audio
+
+
+def read_model_mels(path: str | Path) -> dict[str, torch.Tensor]:
+    """Teacher-forced mels written by `melinterp.training.vocoder_mels`: recording path -> (n_mels, T) float16."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model mels not found: {path}")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    names = json.loads(metadata.get("recordings", "null") or "null")
+    if not isinstance(names, list):
+        raise ValueError(f"{path} has no 'recordings' metadata: write it with `melinterp vocoder-mels`")
+    from melinterp.training.vocoder_mels import normalize_key
+
+    tensors = load_file(str(path))
+    return {normalize_key(name): tensors[f"mel.{i}"] for i, name in enumerate(names)}
+
+
+def load_bank(filelist: str, config: VocoderTrainingConfig, feature_config, device, *,
+              model_mels: dict[str, torch.Tensor] | None = None) -> tuple[SegmentBank, list[str]]:
+    """A `SegmentBank` of a filelist's recordings (and, for fine-tuning, their model mels); also the paths."""
+    from melinterp.audio import load_audio
+    from melinterp.data import read_filelist
+
+    from melinterp.training.vocoder_mels import recording_key
+
+    waves, mels, paths = [], [] if model_mels is not None else None, []
+    for utterance in read_filelist(filelist):
+        key = recording_key(utterance)
+        if model_mels is not None:
+            if key not in model_mels:
+                continue  # fine-tuning uses only the recordings that have a model mel
+            mels.append(model_mels[key])
+        waves.append(load_audio(utterance.wav_path, target_sr=feature_config.sample_rate, min_duration=0.05))
+        paths.append(key)
+    if not waves:
+        raise ValueError(f"{filelist}: none of its recordings has a model mel in {config.data.model_mels}"
+                         if model_mels is not None else f"{filelist}: no recordings")
+    return SegmentBank(waves, mels, feature_config.hop_length, device), paths
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class VocoderTrainResult:
+    step: int
+    stopped_by: str  # "max_steps" or "time_budget"
+    steps_per_second: float
+    last_losses: dict[str, float]
+    checkpoint: Path
+    export_dir: Path | None
+
+
+def build_vocoder_models(config: VocoderTrainingConfig) -> dict[str, torch.nn.Module]:
+    from melinterp.models.vocos import VocosVocoder
+    from melinterp.training.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
+
+    torch.manual_seed(config.optim.seed)
+    mpd = dict(config.mpd)
+    for key in ("periods", "channels"):
+        if key in mpd:
+            mpd[key] = tuple(mpd[key])
+    mrd = dict(config.mrd)
+    if "resolutions" in mrd:
+        mrd["resolutions"] = tuple(tuple(r) for r in mrd["resolutions"])
+    models = {}
+    for name, section, kind, arguments in (("generator", "model", VocosVocoder, config.model),
+                                           ("mpd", "mpd", MultiPeriodDiscriminator, mpd),
+                                           ("mrd", "mrd", MultiResolutionDiscriminator, mrd)):
+        try:
+            models[name] = kind(**arguments)
+        except TypeError as error:  # an unknown key: name the section, as `_build` does for the others
+            raise ValueError(f"vocoder training config section '{section}': {error}") from None
+    return models
+
+
+class VocoderTrainer(TrainingRun):
+    def __init__(self, config: VocoderTrainingConfig, output_dir: str | Path, *, resume: bool = False,
+                 init_from: str | Path | None = None, max_minutes: float | None = None,
+                 max_steps: int | None = None, export: bool = True, progress: bool = True, accelerator=None):
+        from accelerate import Accelerator
+
+        from melinterp.audio import FeatureConfig, MelSpectrogram
+
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.resume, self.export, self.progress = resume, export, progress
+        self.max_minutes = max_minutes
+        self.max_steps = max_steps if max_steps is not None else config.optim.max_steps
+        self.accelerator = accelerator or Accelerator(mixed_precision=config.optim.mixed_precision)
+        device = self.accelerator.device
+
+        models = build_vocoder_models(config)
+        generator_config = models["generator"].config
+        self.feature_config = FeatureConfig(sample_rate=generator_config.sample_rate, n_fft=generator_config.n_fft,
+                                            hop_length=generator_config.hop_length,
+                                            win_length=generator_config.win_length, n_mels=generator_config.n_mels)
+        self.mel = MelSpectrogram(self.feature_config).to(device)
+        if init_from is not None:
+            load_vocoder_weights(models, Path(init_from))
+        model_mels = None
+        if config.data.model_mels:
+            model_mels = {key: mel for path in config.data.model_mels for key, mel in read_model_mels(path).items()}
+        self.train_bank, _ = load_bank(config.data.train_filelist, config, self.feature_config, device,
+                                       model_mels=model_mels)
+        self.val_items = []
+        if config.data.val_filelist:
+            self.val_items = self._validation_items(config.data.val_filelist, model_mels)
+
+        optim = config.optim
+        make = lambda params: torch.optim.AdamW(params, lr=optim.learning_rate, betas=optim.betas,  # noqa: E731
+                                                weight_decay=optim.weight_decay)
+        optimizers = {"generator": make(models["generator"].parameters()),
+                      "discriminators": make([*models["mpd"].parameters(), *models["mrd"].parameters()])}
+        prepared = self.accelerator.prepare(*models.values(), *optimizers.values())
+        self.models = dict(zip(MODEL_NAMES, prepared[:3]))
+        self.optimizers = dict(zip(optimizers, prepared[3:]))
+        self.step = 0
+        self._last_losses: dict[str, float] = {}
+
+    def _validation_items(self, filelist: str, model_mels) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(input mel (n_mels, T), real audio (T * hop,)) of the first ``val_items`` validation recordings."""
+        from melinterp.audio import load_audio
+        from melinterp.data import read_filelist
+        from melinterp.training.vocoder_mels import recording_key
+
+        items = []
+        for utterance in read_filelist(filelist):
+            if len(items) >= self.config.data.val_items:
+                break
+            audio = load_audio(utterance.wav_path, target_sr=self.feature_config.sample_rate, min_duration=0.05)
+            audio = torch.from_numpy(audio[: len(audio) // self.feature_config.hop_length
+                                           * self.feature_config.hop_length])
+            key = recording_key(utterance)
+            if model_mels is not None:
+                if key not in model_mels:
+                    continue
+                mel = model_mels[key].float()
+            else:
+                mel = self.mel(audio.to(self.accelerator.device)).cpu()
+            items.append((mel, audio))
+        return items
+
+    def save(self) -> Path:
+        self.accelerator.wait_for_everyone()
+        path = self.checkpoint_dir / f"step-{self.step:08d}"
+        if self.accelerator.is_main_process:
+            path = save_checkpoint(self.checkpoint_dir, models=self._unwrapped(), ema={},
+                                   optimizer=self.optimizers, state={"step": self.step,
+                                                                     "config": self.config.to_dict()},
+                                   keep=self.config.log.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def restore(self) -> Path | None:
+        checkpoints = list_checkpoints(self.checkpoint_dir)
+        if not checkpoints:
+            return None
+        latest = checkpoints[-1]
+        _, state = load_checkpoint(latest, models=self._unwrapped(), optimizer=self.optimizers,
+                                   device=self.accelerator.device)
+        self.step = int(state["step"])
+        return latest
+
+    def _step_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self._step_seed())  # the draws index CPU tensors
+
+    def train(self) -> VocoderTrainResult:
+        accelerator, config = self.accelerator, self.config
+        self._start_run()
+        start = window_start = time.monotonic()
+        first_step, window_steps, stopped_by, last = self.step, 0, "max_steps", {}
+        bar = None
+        if self.progress and accelerator.is_main_process:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.max_steps, initial=self.step, desc="train-vocoder", unit="step")
+        while self.step < self.max_steps:
+            self._train_step()
+            window_steps += 1
+            if bar is not None:
+                bar.update(1)
+            if self.step % config.log.log_every == 0 or self.step == self.max_steps:
+                elapsed = time.monotonic() - window_start
+                last = {"step": self.step, "minutes": round((time.monotonic() - start) / 60, 3),
+                        "lr": self.optimizers["generator"].param_groups[0]["lr"], **self._last_losses,
+                        "steps_per_s": round(window_steps / elapsed, 2)}
+                self._log_row("train", last)
+                if bar is not None:
+                    bar.set_postfix(mel=f"{last['mel']:.3f}", sps=f"{last['steps_per_s']:.1f}")
+                window_steps, window_start = 0, time.monotonic()
+            if self.val_items and self.step % config.log.val_every == 0:
+                self.validate()
+            if self.step % config.log.checkpoint_every == 0:
+                self.save()
+            if self._time_is_up(start):
+                stopped_by = "time_budget"
+                break
+        if bar is not None:
+            bar.close()
+        elapsed = time.monotonic() - start
+        if self.val_items and self.step % config.log.val_every != 0:  # the last step's validation, once
+            self.validate()
+        checkpoint = self.save()
+        export_dir = self.export_folder(self.output_dir / "final") if self.export else None
+        return VocoderTrainResult(step=self.step, stopped_by=stopped_by,
+                                  steps_per_second=(self.step - first_step) / elapsed if elapsed > 0 else 0.0,
+                                  last_losses=last, checkpoint=checkpoint, export_dir=export_dir)
+
+    def _train_step(self) -> None:
+        from melinterp.training.discriminators import (
+            discriminator_loss,
+            feature_matching_loss,
+            generator_adversarial_loss,
+        )
+
+        accelerator, optim = self.accelerator, self.config.optim
+        generator, mpd, mrd = self.models["generator"], self.models["mpd"], self.models["mrd"]
+        lr = learning_rate_at(self.step, optim)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        for model in self.models.values():
+            model.train()
+
+        mel_in, real = self.train_bank.draw(self.config.data.batch_size, self.config.data.segment_frames,
+                                            self._step_generator())
+        with torch.no_grad():
+            real_mel = self.mel(real)  # (B, n_mels, F), float32
+        mel_in = real_mel if mel_in is None else mel_in
+        with accelerator.autocast():
+            fake = _waveform(generator, mel_in)  # (B, F * hop)
+
+            # discriminators: real against the detached output
+            (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
+            (real_mrd, _), (fake_mrd, _) = mrd(real), mrd(fake.detach())
+            loss_d = discriminator_loss(real_mpd, fake_mpd) + optim.mrd_weight * discriminator_loss(real_mrd, fake_mrd)
+        self.optimizers["discriminators"].zero_grad(set_to_none=True)
+        accelerator.backward(loss_d)
+        grad_norm_d = accelerator.clip_grad_norm_([*mpd.parameters(), *mrd.parameters()], optim.grad_clip)
+        self.optimizers["discriminators"].step()
+
+        # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16
+        loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
+        with accelerator.autocast():
+            (_, real_features_mpd), (fake_mpd, fake_features_mpd) = mpd(real), mpd(fake)
+            (_, real_features_mrd), (fake_mrd, fake_features_mrd) = mrd(real), mrd(fake)
+            loss_adv = (generator_adversarial_loss(fake_mpd)
+                        + optim.mrd_weight * generator_adversarial_loss(fake_mrd))
+            loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
+                       + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
+            loss_g = loss_adv + optim.feature_matching_weight * loss_fm + optim.mel_weight * loss_mel
+        self.optimizers["generator"].zero_grad(set_to_none=True)
+        accelerator.backward(loss_g)
+        grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), optim.grad_clip)
+        self.optimizers["generator"].step()
+        self.step += 1
+        self._last_losses = {"generator": round(loss_g.item(), 5), "mel": round(loss_mel.item(), 5),
+                             "adversarial": round(loss_adv.item(), 5), "feature_matching": round(loss_fm.item(), 5),
+                             "discriminator": round(loss_d.item(), 5),
+                             "grad_norm_g": round(float(grad_norm_g), 3), "grad_norm_d": round(float(grad_norm_d), 3)}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Vocode the validation recordings whole: mel L1 of the output against the real audio's mel, one wav and
+        one PNG (real mel over the output's mel) in ``logs/``."""
+        generator = self._unwrapped()["generator"].eval()
+        device = self.accelerator.device
+        errors = []
+        outputs = []
+        for mel_in, real in self.val_items:
+            fake = generator.waveform(mel_in[None].to(device))[0]
+            real_mel = self.mel(real.to(device))
+            errors.append(float(F.l1_loss(self.mel(fake), real_mel)))
+            outputs.append((real_mel.cpu(), self.mel(fake).cpu(), fake.cpu()))
+        means = {"step": self.step, "val_mel_l1": round(float(np.mean(errors)), 5)}
+        self._log_row("val", means)
+        if self.accelerator.is_main_process and outputs:
+            from melinterp.training.validation import plot_vocoder_validation
+
+            real_mel, fake_mel, fake = outputs[0]
+            stem = self.output_dir / "logs" / f"val-step-{self.step:08d}"
+            write_wav(stem.with_suffix(".wav"), fake.numpy(), self.feature_config.sample_rate)
+            plot_vocoder_validation(real_mel, fake_mel, stem.with_suffix(".png"), step=self.step,
+                                    mel_l1=errors[0])
+        return means
+
+    def export_folder(self, directory: Path) -> Path:
+        """The generator as a loadable vocoder folder (config.json + safetensors), and the discriminators beside it
+        in ``discriminators.safetensors`` (for fine-tuning with ``--init-from``)."""
+        if self.accelerator.is_main_process:
+            from safetensors.torch import save_file
+
+            from melinterp.utils import atomic_path
+
+            models = self._unwrapped()
+            models["generator"].to("cpu").save_pretrained(directory)
+            models["generator"].to(self.accelerator.device)
+            weights = {f"{name}.{key}": value.detach().cpu().contiguous()
+                       for name in ("mpd", "mrd") for key, value in models[name].state_dict().items()}
+            with atomic_path(directory / "discriminators.safetensors") as tmp:
+                save_file(weights, str(tmp))
+        self.accelerator.wait_for_everyone()
+        return directory
+
+
+def _waveform(generator, mel: torch.Tensor) -> torch.Tensor:
+    """The generator's differentiable waveform, through a DDP wrapper when there is one."""
+    return getattr(generator, "module", generator).waveform(mel)
+
+
+def load_vocoder_weights(models: dict[str, torch.nn.Module], folder: Path) -> None:
+    """Start from a vocoder folder (an export of this trainer or a bundled ``vocoder/``); its discriminators too
+    when ``discriminators.safetensors`` is there, else they start fresh.
+
+    Raises:
+        ValueError: the folder has no generator weights, or they do not fit the configured model.
+    """
+    from safetensors.torch import load_file
+
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"--init-from {folder}: no diffusion_pytorch_model.safetensors (expected a vocoder folder "
+                         f"written by `melinterp train-vocoder` or a pipeline's vocoder/)")
+    load_state_strict(models["generator"], load_file(str(weights)), f"--init-from {weights}")
+    discriminators = folder / "discriminators.safetensors"
+    if discriminators.is_file():
+        state = load_file(str(discriminators))
+        for name in ("mpd", "mrd"):
+            prefix = f"{name}."
+            load_state_strict(models[name], {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                         f"--init-from {discriminators} ({name})")
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """16-bit PCM mono wav through the standard library (training machines may lack soundfile), atomically."""
+    import wave
+
+    from melinterp.utils import atomic_path
+
+    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    with atomic_path(path) as tmp:
+        with wave.open(str(tmp), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(int(sample_rate))
+            handle.writeframes(pcm.tobytes())
+    return Path(path)
+

@@ -1,0 +1,489 @@
+"""Vocoder training: config parsing, the GAN's discriminators and losses, aligned segment draws, a tiny run end to
+end through the CLI, exact resume, fine-tuning from a vocoder folder and on the model's own mels, and the
+teacher-forced mels of `melinterp vocoder-mels`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import SAMPLE_RATE, harmonic_tone, requires_espeak
+from safetensors.torch import load_file, save_file
+
+from melinterp import tiny_pipeline
+from melinterp.audio import FeatureConfig, load_audio, mel_spectrogram
+from melinterp.cli import main
+from melinterp.data import read_filelist
+from melinterp.models.vocos import VocosVocoder
+from melinterp.training.discriminators import (
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from melinterp.training.vocoder_mels import recording_key, save_model_mels
+from melinterp.training.vocoder_trainer import (
+    SegmentBank,
+    VocoderTrainer,
+    VocoderTrainingConfig,
+    build_vocoder_models,
+    load_bank,
+    read_model_mels,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HOP = 256
+TINY_CONFIG = {
+    "data": {"train_filelist": "../train.txt", "val_filelist": "../train.txt", "segment_frames": 16, "batch_size": 2,
+             "val_items": 1},
+    "model": {"dim": 16, "intermediate_dim": 32, "num_layers": 1, "kernel_size": 3},
+    "mpd": {"periods": [2, 3], "channels": [8, 16]},
+    "mrd": {"resolutions": [[512, 128], [256, 64]], "channels": 8},
+    "optim": {"learning_rate": 1e-3, "warmup_steps": 1, "max_steps": 4, "seed": 0},
+    "log": {"log_every": 1, "val_every": 2, "checkpoint_every": 2, "keep_checkpoints": 2},
+}
+
+
+def noise_bursts(seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """White noise gated on and off at a syllable rate: an unvoiced stand-in."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    gate = (np.sin(2 * np.pi * 4.0 * t) > 0).astype(np.float32)
+    return (0.2 * gate * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Four 1 s recordings (three tones, one noise), a filelist beside them, and configs/tiny.json."""
+    root = tmp_path_factory.mktemp("vocoder_corpus")
+    rng = np.random.default_rng(0)
+    recordings = {"tone_110": harmonic_tone(110.0), "tone_180": harmonic_tone(180.0),
+                  "tone_260": harmonic_tone(260.0), "noise": noise_bursts(1.0, rng)}
+    (root / "wavs").mkdir()
+    lines = []
+    for name, audio in recordings.items():
+        sf.write(root / "wavs" / f"{name}.wav", audio, SAMPLE_RATE)
+        lines.append(f"wavs/{name}.wav|{name.split('_')[0]}|A line about {name}.")
+    (root / "train.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_config(root, "tiny")
+    return root
+
+
+def write_config(root: Path, name: str, **sections) -> Path:
+    """configs/NAME.json: the tiny config with some sections' keys replaced."""
+    raw = {key: {**value, **sections.pop(key, {})} for key, value in TINY_CONFIG.items()}
+    path = root / "configs" / f"{name}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({**raw, **sections}))
+    return path
+
+
+def train_vocoder(config: Path, output_dir: Path, *extra: str) -> int:
+    return main(["train-vocoder", "--config", str(config), "--output-dir", str(output_dir), "--quiet", *extra])
+
+
+def read_log(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def generator_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return {key[len("generator."):]: value for key, value in load_file(str(checkpoint / "models.safetensors")).items()
+            if key.startswith("generator.")}
+
+
+def assert_same_weights(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.fixture(scope="module")
+def whole_run(corpus, tmp_path_factory) -> Path:
+    """An uninterrupted 4-step run of the tiny config, through the CLI."""
+    output_dir = tmp_path_factory.mktemp("whole") / "run"
+    assert train_vocoder(corpus / "configs" / "tiny.json", output_dir) == 0
+    return output_dir
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
+    path = write_config(corpus, "with_mels", data={"model_mels": "../mels.safetensors"})
+    config = VocoderTrainingConfig.from_file(path)
+    assert config.data.train_filelist == config.data.val_filelist == str((corpus / "train.txt").resolve())
+    assert config.data.model_mels == [str((corpus / "mels.safetensors").resolve())]
+    assert config.optim.betas == (0.8, 0.99) and config.source == str(path)
+
+    listed = VocoderTrainingConfig.from_dict({"data": {"train_filelist": "/abs/train.txt", "model_mels": ["a", "b"]}},
+                                             base_dir=corpus)
+    assert listed.data.train_filelist == "/abs/train.txt"  # absolute paths stay as they are
+    assert listed.data.model_mels == [str((corpus / name).resolve()) for name in ("a", "b")]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"surprise": {}}, r"unknown vocoder training config sections: \['surprise'\]"),
+    ({"optim": {"learning_rat": 1e-3}}, r"unknown keys in training config section 'optim': \['learning_rat'\]"),
+    ({"data": {"segment_frame": 8}}, r"section 'data': \['segment_frame'\]"),
+    ({"log": {"val_evry": 8}}, r"section 'log': \['val_evry'\]"),
+    ({"optim": {"mixed_precision": "fp16"}},
+     "optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got 'fp16'"),
+])
+def test_config_errors_name_the_problem(change, message):
+    raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}
+    with pytest.raises(ValueError, match=message):
+        VocoderTrainingConfig.from_dict(raw)
+
+
+@pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
+def test_unknown_model_keys_name_their_section(section, key):
+    config = VocoderTrainingConfig.from_dict({**TINY_CONFIG, section: {**TINY_CONFIG[section], key: 1}})
+    with pytest.raises(ValueError, match=f"vocoder training config section '{section}': .*'{key}'"):
+        build_vocoder_models(config)
+
+
+def test_unreadable_or_incomplete_configs_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="has no 'data' section"):
+        VocoderTrainingConfig.from_dict({"optim": {}})
+    with pytest.raises(FileNotFoundError, match="vocoder training config not found"):
+        VocoderTrainingConfig.from_file(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        VocoderTrainingConfig.from_file(tmp_path / "broken.json")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Discriminators and losses
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_discriminators_give_logits_and_feature_maps_per_sub_discriminator():
+    torch.manual_seed(0)
+    audio = torch.randn(2, 4097) * 0.1  # (B, N): not a multiple of the periods, which pad it
+    mpd = MultiPeriodDiscriminator(periods=(2, 3, 5), channels=(8, 16))
+    logits, features = mpd(audio)
+    assert len(logits) == len(features) == 3
+    for period, each_logits, maps in zip((2, 3, 5), logits, features):
+        assert each_logits.dim() == 2 and each_logits.shape[0] == 2 and torch.isfinite(each_logits).all()
+        assert len(maps) == 3  # two convolutions and the output layer
+        assert all(m.shape[0] == 2 and m.shape[-1] == period for m in maps)  # folded: width p, samples p apart
+        assert [m.shape[1] for m in maps] == [8, 16, 1]
+
+    mrd = MultiResolutionDiscriminator(resolutions=((512, 128), (256, 64)), channels=8)
+    logits, features = mrd(audio)
+    assert len(logits) == len(features) == 2
+    for each_logits, maps in zip(logits, features):
+        assert each_logits.dim() == 2 and each_logits.shape[0] == 2 and torch.isfinite(each_logits).all()
+        assert len(maps) == 6 and all(m.dim() == 4 and m.shape[0] == 2 for m in maps)
+    # the finer time resolution sees more frames
+    assert logits[1].shape[1] > logits[0].shape[1]
+
+
+def test_least_squares_losses_prefer_real_ones_and_fake_zeros():
+    ones, zeros = [torch.ones(2, 5)] * 3, [torch.zeros(2, 5)] * 3
+    assert float(discriminator_loss(ones, zeros)) == 0.0
+    assert float(discriminator_loss(zeros, ones)) == 6.0  # (1 + 1) per sub-discriminator
+    assert float(generator_adversarial_loss(ones)) == 0.0 < float(generator_adversarial_loss(zeros))
+
+
+def test_feature_matching_is_mean_l1_and_zero_for_identical_features():
+    torch.manual_seed(0)
+    real = [[torch.randn(2, 4, 7, 3), torch.randn(2, 1, 7, 3)], [torch.randn(2, 8, 5)]]
+    fake = [[(m + 0.5).requires_grad_() for m in maps] for maps in real]
+    assert float(feature_matching_loss(real, real)) == 0.0
+    loss = feature_matching_loss([[m.requires_grad_() for m in maps] for maps in real], fake)
+    assert float(loss.detach()) == pytest.approx(1.5)  # 0.5 in each of three maps
+    loss.backward()
+    assert all(m.grad is not None for maps in fake for m in maps)
+    assert all(m.grad is None for maps in real for m in maps)  # the real side is a fixed target
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segment draws
+# ---------------------------------------------------------------------------------------------------------------
+
+
+SEGMENT_HOP = 64
+
+
+@pytest.fixture
+def bank_sources():
+    """Three recordings of 10 (+ 7 samples), 30 and 5 frames of hop 64, on the int16 grid the bank stores; and
+    mels whose channel 0 is the frame index and channel 1 the recording index."""
+    generator = torch.Generator().manual_seed(0)
+    waves, mels = [], []
+    for index, samples in enumerate((10 * SEGMENT_HOP + 7, 30 * SEGMENT_HOP, 6 * SEGMENT_HOP - 1)):
+        pcm = torch.randint(-32767, 32768, (samples,), generator=generator)
+        waves.append((pcm.float() / 32767.0).numpy())  # exactly what the bank gives back
+        frames = samples // SEGMENT_HOP
+        mel = torch.randn(4, frames, generator=generator)
+        mel[0], mel[1] = torch.arange(frames), index
+        mels.append(mel)
+    return waves, mels
+
+
+def test_segments_are_aligned_slices_of_the_recordings(bank_sources):
+    waves, mels = bank_sources
+    bank = SegmentBank(waves, mels, SEGMENT_HOP, "cpu")
+    assert len(bank) == 3 and bank.frames.tolist() == [10, 30, 5]
+    mel, audio = bank.draw(64, 8, torch.Generator().manual_seed(0))
+    assert mel.shape == (64, 4, 8) and audio.shape == (64, 8 * SEGMENT_HOP)
+    drawn = set()
+    for mel_segment, audio_segment in zip(mel, audio):
+        index, first = int(mel_segment[1, 0]), int(mel_segment[0, 0])
+        drawn.add((index, first))
+        expected = torch.from_numpy(waves[index][first * SEGMENT_HOP: (first + 8) * SEGMENT_HOP])
+        assert torch.equal(audio_segment, expected)  # the very samples of that recording's frames
+        assert torch.equal(mel_segment, mels[index][:, first: first + 8].half().float())
+    assert {index for index, _ in drawn} == {0, 1}  # the 5-frame recording is shorter than a segment
+    assert max(first for index, first in drawn if index == 1) <= 30 - 8
+    assert len(drawn) > 20  # offsets vary
+
+    again_mel, again_audio = bank.draw(64, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(again_mel, mel) and torch.equal(again_audio, audio)
+    assert not torch.equal(bank.draw(64, 8, torch.Generator().manual_seed(1))[1], audio)
+    # without mels the same seed draws the same audio
+    no_mel, same_audio = SegmentBank(waves, None, SEGMENT_HOP, "cpu").draw(64, 8, torch.Generator().manual_seed(0))
+    assert no_mel is None and torch.equal(same_audio, audio)
+
+
+def test_segment_bank_refuses_misaligned_mels_and_long_segments(bank_sources):
+    waves, mels = bank_sources
+    with pytest.raises(ValueError, match="model mel 1 has 29 frames but its recording has 30"):
+        SegmentBank(waves, [mels[0], mels[1][:, :-1], mels[2]], SEGMENT_HOP, "cpu")
+    with pytest.raises(ValueError, match="no recording is at least 31 frames long: lower data.segment_frames"):
+        SegmentBank(waves, mels, SEGMENT_HOP, "cpu").draw(2, 31, torch.Generator().manual_seed(0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A tiny run end to end, exact resume, refusals
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_run_writes_checkpoints_logs_validation_and_a_vocoder_folder(whole_run):
+    checkpoints = sorted(p.name for p in (whole_run / "checkpoints").iterdir())
+    assert checkpoints == ["step-00000002", "step-00000004"]
+    latest = whole_run / "checkpoints" / "step-00000004"
+    for name in ("models.safetensors", "optimizer.generator.safetensors", "optimizer.generator.json",
+                 "optimizer.discriminators.safetensors", "optimizer.discriminators.json", "rng.safetensors"):
+        assert (latest / name).is_file(), name
+    assert json.loads((latest / "state.json").read_text())["step"] == 4
+    prefixes = {key.split(".")[0] for key in load_file(str(latest / "models.safetensors"))}
+    assert prefixes == {"generator", "mpd", "mrd"}
+
+    train_log = read_log(whole_run / "logs" / "train.csv")
+    assert [row["step"] for row in train_log] == ["1", "2", "3", "4"]
+    for key in ("generator", "mel", "adversarial", "feature_matching", "discriminator", "lr"):
+        assert all(np.isfinite(float(row[key])) for row in train_log), key
+    val_log = read_log(whole_run / "logs" / "val.csv")
+    assert [row["step"] for row in val_log] == ["2", "4"] and float(val_log[-1]["val_mel_l1"]) > 0
+    audio, sr = sf.read(whole_run / "logs" / "val-step-00000004.wav")
+    assert sr == SAMPLE_RATE and len(audio) == (SAMPLE_RATE // HOP) * HOP  # the first recording, whole
+    assert (whole_run / "logs" / "val-step-00000004.png").stat().st_size > 1000
+
+    final = whole_run / "final"
+    assert sorted(p.name for p in final.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors",
+                                                      "discriminators.safetensors"]
+    vocoder = VocosVocoder.from_pretrained(final)
+    assert vocoder.config.dim == 16
+    assert_same_weights(vocoder.state_dict(), generator_weights(latest))
+    assert vocoder(torch.zeros(80, 5) - 4.0).shape == (5 * HOP,)
+
+
+def test_stopped_and_resumed_run_matches_the_uninterrupted_one(corpus, whole_run, tmp_path, capsys):
+    config = corpus / "configs" / "tiny.json"
+    split = tmp_path / "split"
+    assert train_vocoder(config, split, "--max-steps", "2") == 0
+    assert train_vocoder(config, split) == 1  # a finished piece is not overwritten by accident
+    err = capsys.readouterr().err
+    assert "already holds checkpoints: pass --resume" in err and err.count("\n") == 1
+    assert train_vocoder(config, split, "--resume") == 0
+    assert "resumed from" in capsys.readouterr().out
+
+    assert_same_weights(generator_weights(split / "checkpoints" / "step-00000004"),
+                        generator_weights(whole_run / "checkpoints" / "step-00000004"))
+    whole_log, split_log = read_log(whole_run / "logs" / "train.csv"), read_log(split / "logs" / "train.csv")
+    assert [row["step"] for row in split_log] == ["1", "2", "3", "4"]
+    for a, b in zip(whole_log, split_log):
+        for key in ("mel", "discriminator", "lr"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), (a["step"], key)
+
+
+def test_init_from_starts_from_a_vocoder_folder(corpus, whole_run, tmp_path):
+    config = VocoderTrainingConfig.from_file(corpus / "configs" / "tiny.json")
+    final = whole_run / "final"
+    started = VocoderTrainer(config, tmp_path / "finetune", init_from=final, progress=False)
+    models = started._unwrapped()
+    assert started.step == 0
+    assert_same_weights(models["generator"].state_dict(), load_file(str(final / "diffusion_pytorch_model.safetensors")))
+    discriminators = load_file(str(final / "discriminators.safetensors"))
+    for name in ("mpd", "mrd"):
+        assert_same_weights({f"{name}.{k}": v for k, v in models[name].state_dict().items()},
+                            {k: v for k, v in discriminators.items() if k.startswith(f"{name}.")})
+    # and those are the trained weights, not a fresh seeded start
+    fresh = VocoderTrainer(config, tmp_path / "fresh", progress=False)._unwrapped()["generator"].state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in models["generator"].state_dict().items())
+
+
+def test_init_from_refuses_a_mismatch_and_resume(corpus, whole_run, tmp_path, capsys):
+    final = str(whole_run / "final")
+    wider = write_config(corpus, "wider", model={"dim": 32})
+    assert train_vocoder(wider, tmp_path / "wider", "--init-from", final) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("melinterp train-vocoder: error: --init-from ") and err.count("\n") == 1
+    assert "does not fit the configured model" in err and "other shapes" in err
+
+    assert train_vocoder(corpus / "configs" / "tiny.json", tmp_path / "both", "--init-from", final, "--resume") == 1
+    assert "--resume continues a run from its checkpoint: pass one of them" in capsys.readouterr().err
+    assert not (tmp_path / "both").exists()
+
+    assert train_vocoder(corpus / "configs" / "tiny.json", tmp_path / "empty", "--init-from", str(tmp_path)) == 1
+    assert "no diffusion_pytorch_model.safetensors" in capsys.readouterr().err
+
+
+def test_mel_loss_stays_float32_under_bf16_autocast(corpus, tmp_path, monkeypatch):
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "no_val", data={"val_filelist": None}))
+    trainer = VocoderTrainer(config, tmp_path / "bf16", progress=False)
+    monkeypatch.setattr(trainer.accelerator, "autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    dtypes = []
+    trainer.mel.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    trainer._train_step()
+    assert dtypes == [torch.float32, torch.float32]  # the real segment's mel and the generated one's
+    assert all(np.isfinite(value) for value in trainer._last_losses.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fine-tuning on the model's own mels
+# ---------------------------------------------------------------------------------------------------------------
+
+
+OFFSET = 0.5  # the stand-in "model mel" is the recording's own mel shifted by this (nats)
+
+
+@pytest.fixture(scope="module")
+def model_mels(corpus) -> Path:
+    """model_mels.safetensors for three of the four recordings (all but the noise)."""
+    utterances = [u for u in read_filelist(corpus / "train.txt") if u.speaker != "noise"]
+    mels = {recording_key(u): mel_spectrogram(load_audio(u.wav_path)) + OFFSET for u in utterances}
+    return save_model_mels({key: mel.half() for key, mel in mels.items()}, corpus / "model_mels.safetensors")
+
+
+def test_model_mels_are_read_by_recording_key_whatever_the_audio_format(corpus, model_mels, tmp_path):
+    mels = read_model_mels(model_mels)
+    assert sorted(mels) == ["wavs/tone_110", "wavs/tone_180", "wavs/tone_260"]
+    own = mel_spectrogram(load_audio(corpus / "wavs" / "tone_110.wav"))
+    torch.testing.assert_close(mels["wavs/tone_110"].float(), own + OFFSET, atol=1e-2, rtol=0)
+
+    # the same recordings converted to flac, listed by another filelist in the same folder: the same keys
+    lines = []
+    for utterance in read_filelist(corpus / "train.txt"):
+        audio, sr = sf.read(utterance.wav_path, dtype="float32")
+        sf.write(utterance.wav_path.with_suffix(".flac"), audio, sr)
+        lines.append(f"wavs/{utterance.wav_path.stem}.flac|{utterance.speaker}|{utterance.text}")
+    flac_list = corpus / "train_flac.txt"
+    flac_list.write_text("\n".join(lines) + "\n")
+    flac_keys = [recording_key(u) for u in read_filelist(flac_list)]
+    assert flac_keys == [recording_key(u) for u in read_filelist(corpus / "train.txt")]
+    config = VocoderTrainingConfig.from_file(corpus / "configs" / "tiny.json")
+    bank, keys = load_bank(str(flac_list), config, FeatureConfig(), "cpu", model_mels=mels)
+    assert keys == ["wavs/tone_110", "wavs/tone_180", "wavs/tone_260"] and len(bank) == 3  # no mel: left out
+
+    with pytest.raises(ValueError, match="none of its recordings has a model mel"):
+        load_bank(str(flac_list), config, FeatureConfig(), "cpu", model_mels={"elsewhere/x": own})
+    save_file({"mel.0": own}, str(tmp_path / "bare.safetensors"))
+    with pytest.raises(ValueError, match="has no 'recordings' metadata"):
+        read_model_mels(tmp_path / "bare.safetensors")
+
+
+def test_fine_tuning_draws_the_model_mels_of_the_drawn_audio(corpus, model_mels, tmp_path):
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "finetune",
+                                                          data={"model_mels": "../model_mels.safetensors"}))
+    trainer = VocoderTrainer(config, tmp_path / "finetune", max_steps=2, progress=False)
+    assert len(trainer.train_bank) == 3  # the noise recording has no model mel
+    mel_in, audio = trainer.train_bank.draw(8, 16, torch.Generator().manual_seed(0))
+    # away from the segment's edges (where its own reflect padding differs) the real mel is the model mel - OFFSET
+    torch.testing.assert_close(mel_in[..., 2:-2], trainer.mel(audio)[..., 2:-2] + OFFSET, atol=2e-2, rtol=0)
+    val_mel, val_audio = trainer.val_items[0]
+    torch.testing.assert_close(val_mel, read_model_mels(model_mels)["wavs/tone_110"].float())
+    assert val_audio.shape == (val_mel.shape[-1] * HOP,)
+
+    result = trainer.train()
+    assert result.step == 2 and result.stopped_by == "max_steps"
+    assert (tmp_path / "finetune" / "final" / "diffusion_pytorch_model.safetensors").is_file()
+    recorded = json.loads((tmp_path / "finetune" / "training_config.json").read_text())
+    assert recorded["data"]["model_mels"] == [str(model_mels.resolve())]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# melinterp vocoder-mels: teacher-forced mels on the recordings' frame grid
+# ---------------------------------------------------------------------------------------------------------------
+
+
+SPEECH = {"adam": ("en-us", ["The red fox ran home.", "Seven apples fell down."]),
+          "bella": ("en+f3", ["A quiet river sings.", "Stone bridges are old."])}
+
+
+@pytest.fixture(scope="module")
+def speech_corpus(tmp_path_factory) -> Path:
+    """A saved tiny pipeline, and two espeak-ng speakers with two utterances each (filelist speech.txt)."""
+    root = tmp_path_factory.mktemp("speech_corpus")
+    tiny_pipeline().save_pretrained(root / "model")
+    lines = []
+    for speaker, (voice, texts) in SPEECH.items():
+        for index, text in enumerate(texts):
+            path = root / "wavs" / f"{speaker}_{index}.wav"
+            path.parent.mkdir(exist_ok=True)
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+            lines.append(f"wavs/{path.name}|{speaker}|{text}")
+    (root / "speech.txt").write_text("\n".join(lines) + "\n")
+    (root / "adam_only.txt").write_text(lines[0] + "\n")
+    return root
+
+
+def vocoder_mels(root: Path, filelist: str, out: Path, *extra: str) -> int:
+    return main(["vocoder-mels", "--model", str(root / "model"), "--filelist", str(root / filelist), "--out", str(out),
+                 "--steps", "2", "--quiet", *extra])
+
+
+@pytest.mark.engines
+@requires_espeak
+def test_vocoder_mels_lie_on_each_recordings_frame_grid(speech_corpus, tmp_path, capsys):
+    out = tmp_path / "mels.safetensors"
+    assert vocoder_mels(speech_corpus, "speech.txt", out) == 0
+    assert "wrote 4 teacher-forced mels" in capsys.readouterr().out
+    mels = read_model_mels(out)
+    utterances = read_filelist(speech_corpus / "speech.txt")
+    assert sorted(mels) == sorted(recording_key(u) for u in utterances)
+    for utterance in utterances:
+        mel = mels[recording_key(utterance)]
+        samples = len(load_audio(utterance.wav_path, min_duration=0.05))
+        assert mel.shape == (80, samples // HOP) and mel.dtype == torch.float16
+        assert torch.isfinite(mel).all()
+
+    assert vocoder_mels(speech_corpus, "speech.txt", out, "--max-per-speaker", "1") == 0
+    assert sorted(read_model_mels(out)) == ["wavs/adam_0", "wavs/bella_0"]
+
+
+@pytest.mark.engines
+@requires_espeak
+def test_vocoder_mels_needs_another_recording_of_each_speaker(speech_corpus, tmp_path, capsys):
+    out = tmp_path / "mels.safetensors"
+    for extra in ((), ("--reference-filelist", str(speech_corpus / "adam_only.txt"))):  # itself is no other
+        assert vocoder_mels(speech_corpus, "adam_only.txt", out, *extra) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("melinterp vocoder-mels: error: speakers with a single recording") and "adam" in err
+        assert not out.exists()
+    # with the speaker's other recordings as references it speaks
+    assert vocoder_mels(speech_corpus, "adam_only.txt", out, "--reference-filelist",
+                        str(speech_corpus / "speech.txt")) == 0
+    assert list(read_model_mels(out)) == ["wavs/adam_0"]
