@@ -30,9 +30,11 @@ length, memory is bounded by the longest sentence, not by the whole text.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import numbers
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -78,6 +80,26 @@ TWO_REFERENCE_MODES = tuple(m for m in MODES if m != "none")
 REFERENCE_F0_METHOD = "dio"  # fast, and what `melinterp preprocess --f0-method dio` caches for training
 # libraries a model_index.json entry may name: importing them runs only code this process already trusts
 _LOADABLE_LIBRARIES = ("melinterp", "diffusers")
+
+
+def _exported_name(module) -> str | None:
+    """The class name under which ``melinterp`` exports ``module``'s class, or None."""
+    import melinterp
+
+    class_name = type(module).__name__
+    return class_name if module is not None and getattr(melinterp, class_name, None) is type(module) else None
+
+
+def _one_call_at_a_time(method):
+    """Run ``method`` under the pipeline's lock: calls from several threads (a web server's workers) queue up
+    instead of sharing the scheduler mid-loop, and each returns what it would have returned alone."""
+
+    @functools.wraps(method)
+    def serialized(self, *args, **kwargs):
+        with self._call_lock:
+            return method(self, *args, **kwargs)
+
+    return serialized
 
 
 @dataclass
@@ -133,7 +155,9 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         style_encoder: `StyleEncoder` (reference mel -> style tokens + style vector).
         unet: `MelUNet2DConditionModel` (the score model); `MelAttnProcessor`s are installed on it.
         scheduler: `GradTTSScheduler` or `GradTTSDPMSolverScheduler`.
-        vocoder: `GriffinLimVocoder` (or any module mel (B, n_mels, T) -> waveform (B, T * hop)).
+        vocoder: any module log-mel (B, n_mels, T) -> waveform (B, T * hop): `VocosVocoder` (trained; the bundled
+            model's), `HiFiGANGenerator` (official checkpoints, `melinterp convert-hifigan`) or `GriffinLimVocoder`
+            (no weights, the fallback).
         text_processor: `TextProcessor` (text -> phoneme ids).
         feature_config: `FeatureConfig` (sample rate, STFT and mel settings of the references and the output).
     """
@@ -141,9 +165,11 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->style_encoder->unet->vocoder"
 
     def __init__(self, text_encoder: TextEncoder, style_encoder: StyleEncoder, unet: MelUNet2DConditionModel,
-                 scheduler, vocoder: GriffinLimVocoder, text_processor: TextProcessor,
+                 scheduler, vocoder: torch.nn.Module, text_processor: TextProcessor,
                  feature_config: FeatureConfig):
         super().__init__()
+        # one synthesis at a time: the scheduler's timesteps and solver history live on the shared scheduler
+        self._call_lock = threading.RLock()
         install_processors(unet)  # routing and capture need MelAttnProcessor on every attention layer
         self.register_modules(text_encoder=text_encoder, style_encoder=style_encoder, unet=unet,
                               scheduler=scheduler, vocoder=vocoder, text_processor=text_processor,
@@ -155,15 +181,20 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
 
     def register_modules(self, **kwargs):
         """Record every component as ``["melinterp", ClassName]`` when the package exports its class."""
-        import melinterp
-
         for name, module in kwargs.items():
-            class_name = type(module).__name__
-            if module is not None and getattr(melinterp, class_name, None) is type(module):
-                self.register_to_config(**{name: ("melinterp", class_name)})
+            if _exported_name(module) is not None:
+                self.register_to_config(**{name: ("melinterp", _exported_name(module))})
                 setattr(self, name, module)
             else:
                 super().register_modules(**{name: module})
+
+    def __setattr__(self, name: str, value) -> None:
+        """``pipe.vocoder = VocosVocoder(...)`` records ``["melinterp", "VocosVocoder"]`` in model_index.json, as
+        the constructor does (diffusers would record the defining module, ``melinterp.models.vocos``)."""
+        super().__setattr__(name, value)
+        config = self.__dict__.get("_internal_dict")  # absent until the first component is registered
+        if config is not None and isinstance(config.get(name), (tuple, list)) and _exported_name(value):
+            self.register_to_config(**{name: ("melinterp", _exported_name(value))})
 
     def save_pretrained(self, save_directory: str | os.PathLike, safe_serialization: bool = True,
                         variant: str | None = None, push_to_hub: bool = False, **kwargs) -> None:
@@ -266,6 +297,7 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
     # Generation
     # ------------------------------------------------------------------------------------------------------------
 
+    @_one_call_at_a_time
     @torch.no_grad()
     def __call__(
         self,

@@ -3,6 +3,10 @@
 phonemizer and espeakng_loader are imported only when a backend is first needed, so the rest of the package
 (and a training machine that reads precomputed ids) works without them. Creating a backend loads a language,
 so one backend per (language, with_stress) is kept for the life of the process.
+
+espeak-ng keeps its state (the loaded language, the text being read, the output buffer) in one process-wide C
+library, so two threads inside it read each other's text. Every call into it, creating a backend included, holds
+`ESPEAK_LOCK`: threads phonemise one at a time and each gets its own phonemes.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import difflib
 import functools
 import logging
 import re
+import threading
 
 from .errors import TextError
 
 logger = logging.getLogger(__name__)
+
+ESPEAK_LOCK = threading.RLock()  # espeak-ng's one library state: held around every call into it
 
 # Punctuation kept in the phoneme string (phonemizer's marks less "[]{}", which are not in the symbol table; English
 # normalisation turns them into parentheses, other languages let espeak-ng skip them). A run of marks is one piece,
@@ -65,7 +72,6 @@ def _suggest(language: str, EspeakBackend) -> str:
     return f"; did you mean {', '.join(repr(code) for code in list(dict.fromkeys(candidates))[:3])}?"
 
 
-@functools.lru_cache(maxsize=None)
 def espeak_backend(language: str, with_stress: bool = True):
     """The cached phonemizer ``EspeakBackend`` for ``language`` (an espeak-ng code such as "en-us", "fr-fr", "de").
 
@@ -75,6 +81,12 @@ def espeak_backend(language: str, with_stress: bool = True):
     Raises:
         TextError: if espeak-ng does not know ``language``.
     """
+    with ESPEAK_LOCK:  # two threads must not both build (and load a language into) the library at once
+        return _cached_backend(language, with_stress)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_backend(language: str, with_stress: bool):
     EspeakBackend = _import_espeak_backend()
     if not EspeakBackend.is_supported_language(language):
         raise TextError(f"language {language!r} is not supported by espeak-ng{_suggest(language, EspeakBackend)}")
@@ -99,7 +111,8 @@ def phonemize_normalized(
     """
     pieces = [_PUNCTUATION_RUN.split(text) for text in texts]  # [words, marks, words, ..., words]
     words = [piece for text_pieces in pieces for piece in text_pieces[0::2] if piece.strip()]
-    word_phonemes = espeak_backend(language, with_stress).phonemize(words, strip=True)
+    with ESPEAK_LOCK:
+        word_phonemes = espeak_backend(language, with_stress).phonemize(words, strip=True)
     if len(word_phonemes) != len(words):
         raise RuntimeError(f"phonemizer returned {len(word_phonemes)} lines for {len(words)}: phonemes would shift")
     word_phonemes = iter(word_phonemes)
