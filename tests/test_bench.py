@@ -90,3 +90,19 @@ def test_rtf_section_times_the_given_text(bench, tmp_path):
     assert row["mode"] == "none" and row["steps"] == 2
     assert 0.3 < row["audio_seconds"] < 1.5  # two words, not the default 2.5 s sentence
     assert 0 < row["rtf_decoder"] < row["rtf_no_vocoder"] < row["rtf_full"]
+
+
+def test_vocoder_section_alone_times_the_bundled_vocoder_and_griffin_lim_without_the_pipeline(bench, tmp_path,
+                                                                                              monkeypatch):
+    def no_pipeline(args):
+        raise AssertionError("--sections vocoder must not load the pipeline")
+
+    monkeypatch.setattr(bench, "load_pipeline", no_pipeline)
+    json_path = tmp_path / "bench.json"
+    bench.main(["--sections", "vocoder", "--repeats", "1", "--batch", "2", "--json", str(json_path)])
+    section = json.loads(json_path.read_text())["vocoder"]
+    assert section["batch"] == 2 and section["audio_seconds"] == pytest.approx(2 * 2.5, rel=0.01)
+    rows = {row["vocoder"]: row for row in section["rows"]}
+    assert set(rows) == {"model (VocosVocoder)", "griffin-lim"}
+    assert rows["model (VocosVocoder)"]["parameters"] > 1_000_000 and rows["griffin-lim"]["parameters"] == 0
+    assert all(math.isfinite(row["rtf"]) and row["rtf"] > 0 for row in rows.values())

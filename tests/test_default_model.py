@@ -96,3 +96,26 @@ def test_synthesize_without_model_uses_the_bundled_one(tmp_path, capsys):
                  "--steps", "2"]) == 0
     assert out.is_file() and out.stat().st_size > 10_000
     assert "wrote" in capsys.readouterr().out
+
+
+
+def test_bundled_vocoder_is_a_trained_vocos_judged_more_natural_than_griffin_lim(pipe):
+    """DNSMOS (an independent judge) on mode none's mel for each reference voice (all unseen in training), through
+    the bundled vocoder and through Griffin-Lim: the neural vocoder sounds more natural on every voice. Measured
+    when it was bundled: 1.76 / 2.04 / 2.96 against 1.62 / 1.79 / 2.37 (awb, f4, robert)."""
+    pytest.importorskip("speechmos")
+    from melinterp.evaluation.naturalness import DNSMOS
+    from melinterp.models import GriffinLimVocoder, VocosVocoder
+
+    assert isinstance(pipe.vocoder, VocosVocoder)
+    assert pipe.vocoder.embed.weight.dtype == torch.float32
+    judge, griffin_lim = DNSMOS(), GriffinLimVocoder.from_feature_config(pipe.feature_config)
+    neural, phase_retrieval = [], []
+    for ref in (REFS / "mid_awb.wav", HIGH, LOW):
+        out = pipe(TEXT, str(ref), output_type="mel", num_inference_steps=STEPS,
+                   generator=torch.Generator().manual_seed(0))
+        mel = torch.from_numpy(out.mels[0][:, : int(out.lengths[0])])
+        neural.append(judge.score(pipe.vocoder(mel).numpy(), pipe.feature_config.sample_rate)["ovrl"])
+        phase_retrieval.append(judge.score(griffin_lim(mel).numpy(), pipe.feature_config.sample_rate)["ovrl"])
+    assert all(n > g for n, g in zip(neural, phase_retrieval)), (neural, phase_retrieval)
+    assert np.mean(neural) > np.mean(phase_retrieval) + 0.15, (neural, phase_retrieval)

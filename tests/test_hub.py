@@ -50,9 +50,20 @@ def test_model_card_front_matter_usage_and_parameter_counts(pipe):
     total = sum(sum(p.numel() for p in m.parameters()) for m in (pipe.text_encoder, pipe.style_encoder, pipe.unet))
     assert f"| `unet` | `MelUNet2DConditionModel` | {unet_parameters:,} |" in card
     assert "| `vocoder` | `GriffinLimVocoder` | 0 |" in card
+    assert "- The vocoder is Griffin-Lim: phasey, buzzy audio." in card
     assert f"| **total** | | **{total:,}** |" in card
     assert '"hop_length": 256' in card  # the feature config is shown
     assert "## Training log" not in card and "## Metrics" not in card
+
+
+def test_model_card_names_a_trained_vocoder_in_its_limitations(pipe):
+    from melinterp.models import VocosVocoder
+    from melinterp.pipelines.hub import model_card
+
+    speaking = MelStyleInterpolationPipeline(**{**pipe.components, "vocoder": VocosVocoder(dim=16, intermediate_dim=32,
+                                                                                            num_layers=1)})
+    card = model_card(speaking, repo_id=REPO_ID)
+    assert "- The vocoder is a trained `VocosVocoder`" in card and "phasey" not in card
 
 
 def test_model_card_training_log_and_metrics(pipe, tmp_path):

@@ -7,7 +7,7 @@
 Sections (``--sections``, default all), each printed as a markdown table and saved under its name in ``--json``:
 
 - ``rtf``: real-time factor (wall seconds / seconds of audio produced; a batch produces ``--batch`` utterances) of
-  the full pipeline (text -> waveform, Griffin-Lim vocoder included), of the pipeline without the vocoder
+  the full pipeline (text -> waveform, the model's vocoder included), of the pipeline without the vocoder
   (``output_type="mel"``), and of the decoder alone (the denoising loop), for each mode at each of ``--steps``.
   *Decoder time* is read from ``callback_on_step_end`` timestamps of the ``output_type="mel"`` call: from the end
   of the first step to the end of the last, plus the first step itself taken to last as long as the second (the
@@ -30,6 +30,12 @@ Sections (``--sections``, default all), each printed as a markdown table and sav
   (`mel_cepstral_distortion`: DCT cepstra of the log-mels, no vocoder, no DTW) and mean |log-mel| difference
   of Euler (`GradTTSScheduler`) at 4, 10, 25 steps and DPM-Solver 2M (`GradTTSDPMSolverScheduler`) at 4-15 steps
   against a 100-step Euler reference with the same seed, mode "none", on three sentences.
+
+- ``vocoder``: real-time factor of the vocoders alone on the log-mel of ``--ref1`` (cropped or tiled to 2.5 s, a
+  batch of ``--batch``): the model's own vocoder and Griffin-Lim, and with ``--vocoder-architectures`` randomly
+  initialised Vocos (the bundled size) and HiFi-GAN V1, V2 and V3 (speed does not depend on the weights: this is
+  how the architecture was chosen). Interleaved repeats, median. Alone (``--sections vocoder``) it loads only the
+  model's vocoder folder, not the pipeline (no phonemiser needed: a GPU machine can run it bare).
 
 Timings: medians of ``--repeats`` after a warm-up call of every configuration (librosa/numba JIT, first calls).
 References are read from disk once; resampling and trimming still happen inside every call. On CUDA the wall
@@ -63,7 +69,7 @@ from melinterp.schedulers import GradTTSDPMSolverScheduler, GradTTSScheduler
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REF1 = REPO_ROOT / "examples" / "refs" / "low_robert.wav"
 DEFAULT_REF2 = REPO_ROOT / "examples" / "refs" / "high_f4.wav"
-SECTIONS = ("rtf", "ratios", "memory", "scheduler")
+SECTIONS = ("rtf", "ratios", "memory", "scheduler", "vocoder")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 RTF_TEXT = "She sells sea shells by the shore."  # about 2.5 s with the default model
@@ -154,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=parse_steps, default=None,
                         help="denoising steps for rtf (default 4,10,25,50; --quick 4,10)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per cell, median (default 3)")
+    parser.add_argument("--vocoder-architectures", action="store_true",
+                        help="vocoder section: also time random Vocos and HiFi-GAN V1/V2/V3 (architecture choice)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: steps 4,10, one repeat, one scheduler sentence")
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
@@ -528,6 +536,70 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+VOCODER_SECONDS = 2.5  # length of the mel the vocoder section times
+
+
+def load_vocoder(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The ``vocoder`` component of a pipeline folder alone, by the class its model_index.json names."""
+    index = json.loads((Path(model) / "model_index.json").read_text())
+    library, class_name = index["vocoder"]
+    module = __import__(library, fromlist=[class_name])
+    return getattr(module, class_name).from_pretrained(str(Path(model) / "vocoder"), torch_dtype=dtype).to(device).eval()
+
+
+def vocoder_mel(ref_path: str, batch: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, 80, T) log-mel of the reference recording, cropped or tiled to VOCODER_SECONDS."""
+    import soundfile
+
+    from melinterp.audio import FeatureConfig, mel_spectrogram
+
+    config = FeatureConfig()
+    audio, _ = soundfile.read(ref_path, dtype="float32")
+    mel = mel_spectrogram(torch.from_numpy(audio), config)  # (80, T_ref)
+    frames = round(VOCODER_SECONDS * config.sample_rate / config.hop_length)
+    mel = mel.repeat(1, -(-frames // mel.shape[-1]))[:, :frames]
+    return mel[None].repeat(batch, 1, 1).to(device, dtype)
+
+
+def section_vocoder(model_vocoder: torch.nn.Module, args, repeats: int) -> dict:
+    from melinterp.models import GriffinLimVocoder, HiFiGANGenerator, VocosVocoder
+
+    device, dtype = args.device, DTYPES[args.dtype]
+    vocoders = {f"model ({type(model_vocoder).__name__})": model_vocoder,
+                "griffin-lim": GriffinLimVocoder().to(device)}
+    if args.vocoder_architectures:
+        torch.manual_seed(0)
+        vocoders["Vocos 320x8 (random)"] = VocosVocoder().to(device, dtype).eval()
+        for preset in ("v1", "v2", "v3"):
+            vocoders[f"HiFi-GAN {preset.upper()} (random)"] = HiFiGANGenerator.from_preset(preset).to(device, dtype).eval()
+    mel = vocoder_mel(args.ref1, args.batch, device, dtype)
+    seconds_of_audio = args.batch * mel.shape[-1] * 256 / 22050
+    timings = {name: [] for name in vocoders}
+    clock = (lambda: (torch.cuda.synchronize(), time.perf_counter())[1]) if device == "cuda" else time.perf_counter
+    with torch.inference_mode():
+        for vocoder in vocoders.values():  # warm-up
+            vocoder(mel)
+        names = list(vocoders)
+        for repeat in range(repeats):
+            shift = repeat % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = clock()
+                vocoders[name](mel)
+                timings[name].append(clock() - start)
+    rows = []
+    for name, vocoder in vocoders.items():
+        parameters = sum(p.numel() for p in vocoder.parameters())
+        seconds = median(timings[name])
+        rows.append({"vocoder": name, "parameters": parameters, "seconds": seconds,
+                     "rtf": seconds / seconds_of_audio})
+    print(f"\n## Vocoder alone ({args.batch} x {VOCODER_SECONDS} s of mel, median of {repeats} interleaved; "
+          f"load average {load_average()})\n")
+    print(markdown_table(["vocoder", "parameters", "seconds per call", "RTF"],
+                         [[r["vocoder"], f"{r['parameters'] / 1e6:.2f} M", f"{r['seconds']:.4f}", f"{r['rtf']:.4f}"]
+                          for r in rows]))
+    return {"repeats": repeats, "batch": args.batch, "audio_seconds": seconds_of_audio, "rows": rows}
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
@@ -543,6 +615,18 @@ def json_safe(value):
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
+
+
+def finish(results: dict, args) -> dict:
+    """Record the load average after the run, print it, and write ``--json``."""
+    results["environment"]["load_average_after"] = load_average()
+    print(f"\nload average after: {results['environment']['load_average_after']}")
+    if args.json:
+        from melinterp.utils import write_json
+
+        write_json(args.json, json_safe(results))
+        print(f"wrote {args.json}")
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -562,6 +646,14 @@ def main(argv: list[str] | None = None) -> dict:
     ref1 = load_reference(args.ref1, "ref1", parser)
     ref2 = load_reference(args.ref2, "ref2", parser)
 
+    if args.sections == ["vocoder"]:  # the vocoder alone: no pipeline, no phonemiser
+        pipe = None
+        model_vocoder = load_vocoder(args.model, args.device, DTYPES[args.dtype])
+        environment = {"torch": torch.__version__, "device": args.device, "device_name": device_name(args.device),
+                       "dtype": args.dtype, "threads": torch.get_num_threads(), "batch": args.batch,
+                       "model": str(args.model), "load_average_before": load_average()}
+        results = {"environment": environment, "vocoder": section_vocoder(model_vocoder, args, repeats)}
+        return finish(results, args)
     pipe = load_pipeline(args)
     if args.encoded_refs:
         ref1, ref2 = pipe.encode_reference(ref1), pipe.encode_reference(ref2)
@@ -602,14 +694,9 @@ def main(argv: list[str] | None = None) -> dict:
         results["memory"] = section_memory(bench, args)
     if "scheduler" in args.sections:
         results["scheduler"] = section_scheduler(bench, args.quick)
-    environment["load_average_after"] = load_average()
-    print(f"\nload average after: {environment['load_average_after']}")
-    if args.json:
-        from melinterp.utils import write_json
-
-        write_json(args.json, json_safe(results))
-        print(f"wrote {args.json}")
-    return results
+    if "vocoder" in args.sections:
+        results["vocoder"] = section_vocoder(pipe.vocoder, args, repeats)
+    return finish(results, args)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ ARCHITECTURE = """\
 | style encoder | {style_encoder:,} | reference mel -> ceil(T/4) style tokens (128-d) + a global style vector; a learned null style for classifier-free guidance |
 | U-Net | {unet:,} | `UNet2DConditionModel` subclass on the (80 mel x T) image, channels 8/16/32, cross-attention only (no self-attention), `MelAttnProcessor` on every attention layer |
 | scheduler | - | Grad-TTS VP-SDE, probability-flow ODE, Euler (`GradTTSDPMSolverScheduler` swaps in) |
-| vocoder | - | Griffin-Lim (no weights to learn) |
+| vocoder | {vocoder:,} | Vocos: 8 ConvNeXt blocks (320 channels) at the mel frame rate, then an inverse STFT (see *Vocoder*); `GriffinLimVocoder` is the weight-free fallback |
 """
 
 REAL_CORPUS = """\
@@ -56,7 +56,8 @@ REAL_CORPUS = """\
 3. Copy `examples/configs/default.json`, point `data` at your filelists and cache, and train:
    `melinterp train --config my.json --output-dir runs/mine --max-minutes 60`, resuming with `--resume`; or start from
    these weights with `--init-from` (same model sizes). Natural speech needs more steps and a larger model
-   (`examples/configs/large.json`) than this synthetic corpus, and a neural vocoder instead of Griffin-Lim.
+   (`examples/configs/large.json`) than this synthetic corpus, and a vocoder trained on your recordings
+   (`melinterp train-vocoder`, or an official HiFi-GAN checkpoint through `melinterp convert-hifigan`).
 """
 
 KNOWN = """\
@@ -76,7 +77,8 @@ KNOWN = """\
 - **Spectral distance.** MCD to the ground truth in `none` mode is high (18.4 dB). On three pairs of an earlier corpus
   this model scored 15.5-20.7 dB where a 6-minute model without the pitch condition and cross-pitch references
   scored 10.3-17.4 dB. The two differ in more than the design (corpus size, training time), so the cause is not
-  isolated. No speech recogniser was available offline, so intelligibility is not measured by word error rate.
+  isolated. This evaluation ran with Griffin-Lim; the *Vocoder* section scores intelligibility (WER) and naturalness
+  (DNSMOS) with the neural vocoder.
 """
 
 MODE_LABELS = {
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = MelStyleInterpolationPipeline.from_pretrained(args.model)
     counts = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-              for name in ("text_encoder", "style_encoder", "unet")}
+              for name in ("text_encoder", "style_encoder", "unet", "vocoder")}
     rows = read_rows(args.train_log)
     log = with_total_minutes(rows)
     val = read_rows(args.val_log)[-1]
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = {
         "Architecture": ARCHITECTURE.format(**counts),
         "Training data and procedure": training,
+        "Vocoder": (Path(__file__).parent / "default_model_vocoder.md").read_text(encoding="utf-8"),
         "Evaluation": evaluation_section(report, oracle),
         "Known behaviour": KNOWN,
         "Training on a real corpus": REAL_CORPUS,

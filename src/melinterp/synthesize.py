@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default="euler", metavar="NAME",
                         help="euler (the model's own, first order) or dpm (DPM-Solver 2M: about Euler-25's "
                              "quality in 7 steps) (default: euler)")
+    parser.add_argument("--vocoder", default="model", metavar="WHICH",
+                        help="model (the model's own: the bundled model's is a trained Vocos), griffin-lim (no "
+                             "weights), or a vocoder folder such as one from `melinterp convert-hifigan` or "
+                             "`melinterp train-vocoder` (default: model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default: 0)")
     parser.add_argument("--alpha", type=float, default=0.5, help="mode mix: weight of ref2 in [0, 1] (default: 0.5)")
     parser.add_argument("--boundary", default="0.5",
@@ -86,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise ValueError(f"--plot must name a .png file, got {args.plot}")
     boundary = _parse_boundary(args.boundary)
+    if args.vocoder not in ("model", "griffin-lim") and not (Path(args.vocoder) / "config.json").is_file():
+        raise ValueError(f"--vocoder must be model, griffin-lim or a vocoder folder holding config.json, got "
+                         f"{args.vocoder!r}")
 
     import torch
 
@@ -102,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         from melinterp.schedulers import GradTTSDPMSolverScheduler
 
         pipe.scheduler = GradTTSDPMSolverScheduler.from_config(pipe.scheduler.config)
+    if args.vocoder != "model":
+        pipe.vocoder = _load_vocoder(args.vocoder, pipe.feature_config).to(args.device)
 
     # 3. One output per text
     outputs = _numbered(args.out, len(texts)) if args.text_file is not None else [args.out]
@@ -127,6 +136,28 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------------------------
+
+def _load_vocoder(which: str, feature_config):
+    """Griffin-Lim for ``feature_config``, or the vocoder in a folder (its config.json names the class)."""
+    import json
+
+    import melinterp
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    if which == "griffin-lim":
+        return GriffinLimVocoder.from_feature_config(feature_config)
+    class_name = json.loads((Path(which) / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    vocoder_class = getattr(melinterp, str(class_name), None)
+    if vocoder_class is None or not hasattr(vocoder_class, "from_pretrained"):
+        raise ValueError(f"--vocoder {which}: config.json names class {class_name!r}, which is not a melinterp "
+                         f"vocoder (VocosVocoder, HiFiGANGenerator, GriffinLimVocoder)")
+    vocoder = vocoder_class.from_pretrained(which)
+    hop = getattr(vocoder.config, "hop_length", None)
+    if hop is not None and hop != feature_config.hop_length:
+        raise ValueError(f"--vocoder {which}: its hop length is {hop} samples but the model's mels have "
+                         f"{feature_config.hop_length}")
+    return vocoder
+
 
 def _texts(args: argparse.Namespace) -> list[str]:
     if args.text is not None and args.text_file is not None:

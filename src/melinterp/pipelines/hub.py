@@ -34,6 +34,16 @@ _MAX_LOG_ROWS = 12  # rows of the training log shown in the card (evenly spaced,
 # Model card
 # ---------------------------------------------------------------------------------------------------------------
 
+def _vocoder_limitation(pipeline) -> str:
+    """The limitations line about the pipeline's vocoder."""
+    vocoder = getattr(pipeline, "vocoder", None)
+    if vocoder is None or type(vocoder).__name__ == "GriffinLimVocoder":
+        return ("- The vocoder is Griffin-Lim: phasey, buzzy audio. It is there to make the model usable without a "
+                "trained vocoder.\n")
+    return (f"- The vocoder is a trained `{type(vocoder).__name__}`; voices far from its training data may come out "
+            "with artefacts it never learnt to avoid. `GriffinLimVocoder` needs no weights and is the fallback.\n")
+
+
 def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metrics: Mapping[str, Any] | None = None,
                license: str = LICENSE, sections: Mapping[str, str] | None = None) -> str:
     """The README.md of a pipeline repository, as a string.
@@ -89,8 +99,7 @@ def model_card(pipeline, *, repo_id: str | None = None, training_log=None, metri
         "## Limitations\n",
         "- Trained on a synthetic corpus (espeak-ng and flite voices); expect robotic timbre and little prosody, "
         "and do not expect it to generalise to natural recordings.\n"
-        "- The default vocoder is Griffin-Lim: phasey, buzzy audio. It is there to make the model usable without "
-        "a trained vocoder.\n"
+        + _vocoder_limitation(pipeline) +
         "- References should be clean, single-speaker, at least a second long; `freq` mode needs a voiced ref1.\n"
         "- Interpolated voices are not real people's voices, but references can be: only use recordings you have "
         "the right to use, and do not use the model to impersonate anyone.\n",
