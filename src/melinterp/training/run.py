@@ -1,6 +1,7 @@
-"""What the two accelerate trainers (`Trainer`, `VocoderTrainer`) share: the run folder, its CSV logs, the time
-budget and the per-step seed. A trainer sets ``config`` (with ``optim.seed`` and ``log``), ``output_dir``,
-``accelerator``, ``models``, ``step`` and ``max_minutes`` before using these."""
+"""What the two accelerate trainers (`Trainer`, `VocoderTrainer`) share: the run folder, its CSV logs, checkpoints,
+the time budget and the per-step seed. A trainer sets ``config`` (with ``optim.seed`` and ``log``), ``output_dir``,
+``accelerator``, ``models``, ``step``, ``resume`` and ``max_minutes``, and says what a checkpoint holds beyond the
+models' weights: `_checkpoint_extras` (EMA tensors, optimiser or optimisers, trainer state) and `_restore_extras`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,44 @@ from pathlib import Path
 
 import torch
 
-from melinterp.training.checkpoint import list_checkpoints
+from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 
 
 class TrainingRun:
     @property
     def checkpoint_dir(self) -> Path:
         return self.output_dir / "checkpoints"
+
+    def _checkpoint_extras(self) -> tuple[dict[str, torch.Tensor], object, dict]:
+        """(EMA tensors, the optimiser or a dict of them, the trainer state for state.json)."""
+        raise NotImplementedError
+
+    def _restore_extras(self, ema: dict[str, torch.Tensor], state: dict) -> None:
+        """Take back what `_checkpoint_extras` saved (the optimisers are restored already)."""
+        raise NotImplementedError
+
+    def save(self) -> Path:
+        """Write a checkpoint of this step (on the main process; every process waits for it)."""
+        self.accelerator.wait_for_everyone()
+        path = self.checkpoint_dir / f"step-{self.step:08d}"
+        if self.accelerator.is_main_process:
+            ema, optimizer, state = self._checkpoint_extras()
+            path = save_checkpoint(self.checkpoint_dir, models=self._unwrapped(), ema=ema, optimizer=optimizer,
+                                   state=state, keep=self.config.log.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def restore(self) -> Path | None:
+        """Continue from the newest checkpoint, if there is one; returns it."""
+        checkpoints = list_checkpoints(self.checkpoint_dir)
+        if not checkpoints:
+            return None
+        latest = checkpoints[-1]
+        optimizer = self._checkpoint_extras()[1]
+        ema, state = load_checkpoint(latest, models=self._unwrapped(), optimizer=optimizer,
+                                     device=self.accelerator.device)
+        self._restore_extras(ema, state)
+        return latest
 
     def _unwrapped(self) -> dict[str, torch.nn.Module]:
         return {name: self.accelerator.unwrap_model(model) for name, model in self.models.items()}

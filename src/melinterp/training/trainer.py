@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
-from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, load_state_strict, save_checkpoint
+from melinterp.training.checkpoint import load_state_strict
 from melinterp.training.config import TrainingConfig
 from melinterp.training.ema import EMAWeights
 from melinterp.training.objective import compute_losses
@@ -185,26 +185,12 @@ class Trainer(TrainingRun):
         return {"step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                 "config": self.config.to_dict()}
 
-    def save(self) -> Path:
-        self.accelerator.wait_for_everyone()
-        path = self.checkpoint_dir / f"step-{self.step:08d}"
-        if self.accelerator.is_main_process:
-            path = save_checkpoint(self.checkpoint_dir, models=self._unwrapped(), ema=self.ema.shadow,
-                                   optimizer=self.optimizer, state=self._state(),
-                                   keep=self.config.log.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
-        return path
+    def _checkpoint_extras(self) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer, dict]:
+        return self.ema.shadow, self.optimizer, self._state()
 
-    def restore(self) -> Path | None:
-        checkpoints = list_checkpoints(self.checkpoint_dir)
-        if not checkpoints:
-            return None
-        latest = checkpoints[-1]
-        ema, state = load_checkpoint(latest, models=self._unwrapped(), optimizer=self.optimizer,
-                                     device=self.accelerator.device)
+    def _restore_extras(self, ema: dict[str, torch.Tensor], state: dict) -> None:
         self.ema.load(ema)
         self.step, self.epoch, self.batches_done = state["step"], state["epoch"], state["batches_done"]
-        return latest
 
     # -- the loop ------------------------------------------------------------------------------------------------
     def train(self) -> TrainResult:

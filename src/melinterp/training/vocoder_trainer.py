@@ -35,12 +35,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, load_state_strict, save_checkpoint
+from melinterp.training.checkpoint import load_state_strict
 from melinterp.training.config import _build, read_config_json
 from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import learning_rate_at
 
 MODEL_NAMES = ("generator", "mpd", "mrd")
+TIME_CHECK_EVERY = 10  # steps between checks of --max-minutes
 
 
 @dataclass
@@ -298,7 +299,7 @@ class VocoderTrainer(TrainingRun):
         self.models = dict(zip(MODEL_NAMES, prepared[:3]))
         self.optimizers = dict(zip(optimizers, prepared[3:]))
         self.step = 0
-        self._last_losses: dict[str, float] = {}
+        self._step_losses: dict[str, torch.Tensor] = {}
 
     def _validation_items(self, filelist: str, model_mels) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(input mel (n_mels, T), real audio (T * hop,)) of the first ``val_items`` validation recordings."""
@@ -323,26 +324,11 @@ class VocoderTrainer(TrainingRun):
             items.append((mel, audio))
         return items
 
-    def save(self) -> Path:
-        self.accelerator.wait_for_everyone()
-        path = self.checkpoint_dir / f"step-{self.step:08d}"
-        if self.accelerator.is_main_process:
-            path = save_checkpoint(self.checkpoint_dir, models=self._unwrapped(), ema={},
-                                   optimizer=self.optimizers, state={"step": self.step,
-                                                                     "config": self.config.to_dict()},
-                                   keep=self.config.log.keep_checkpoints)
-        self.accelerator.wait_for_everyone()
-        return path
+    def _checkpoint_extras(self) -> tuple[dict, dict[str, torch.optim.Optimizer], dict]:
+        return {}, self.optimizers, {"step": self.step, "config": self.config.to_dict()}
 
-    def restore(self) -> Path | None:
-        checkpoints = list_checkpoints(self.checkpoint_dir)
-        if not checkpoints:
-            return None
-        latest = checkpoints[-1]
-        _, state = load_checkpoint(latest, models=self._unwrapped(), optimizer=self.optimizers,
-                                   device=self.accelerator.device)
+    def _restore_extras(self, ema: dict, state: dict) -> None:
         self.step = int(state["step"])
-        return latest
 
     def _step_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self._step_seed())  # the draws index CPU tensors
@@ -375,7 +361,7 @@ class VocoderTrainer(TrainingRun):
                 self.validate()
             if self.step % config.log.checkpoint_every == 0:
                 self.save()
-            if self._time_is_up(start):
+            if self.step % TIME_CHECK_EVERY == 0 and self._time_is_up(start):  # each check waits for the device
                 stopped_by = "time_budget"
                 break
         if bar is not None:
@@ -437,10 +423,18 @@ class VocoderTrainer(TrainingRun):
         grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), optim.grad_clip)
         self.optimizers["generator"].step()
         self.step += 1
-        self._last_losses = {"generator": round(loss_g.item(), 5), "mel": round(loss_mel.item(), 5),
-                             "adversarial": round(loss_adv.item(), 5), "feature_matching": round(loss_fm.item(), 5),
-                             "discriminator": round(loss_d.item(), 5),
-                             "grad_norm_g": round(float(grad_norm_g), 3), "grad_norm_d": round(float(grad_norm_d), 3)}
+        # kept on the device: reading them back every step would stall the GPU; `_last_losses` reads them when logged
+        self._step_losses = {name: value.detach() for name, value in (
+            ("generator", loss_g), ("mel", loss_mel), ("adversarial", loss_adv), ("feature_matching", loss_fm),
+            ("discriminator", loss_d), ("grad_norm_g", torch.as_tensor(grad_norm_g)),
+            ("grad_norm_d", torch.as_tensor(grad_norm_d)))}
+
+    @property
+    def _last_losses(self) -> dict[str, float]:
+        """The last step's losses and gradient norms as numbers (one read-back from the device)."""
+        values = torch.stack([value.to(self.accelerator.device).float().reshape(())
+                              for value in self._step_losses.values()]).tolist()
+        return {name: round(value, 5) for name, value in zip(self._step_losses, values)}
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
