@@ -89,7 +89,10 @@ def test_rtf_section_times_the_given_text(bench, tmp_path):
     (row,) = rtf["rows"]
     assert row["mode"] == "none" and row["steps"] == 2
     assert 0.3 < row["audio_seconds"] < 1.5  # two words, not the default 2.5 s sentence
-    assert 0 < row["rtf_decoder"] < row["rtf_no_vocoder"] < row["rtf_full"]
+    assert 0 < row["rtf_decoder"] < row["rtf_no_vocoder"]
+    # the bundled vocoder costs about 1 % of a call, less than the spread of one repeat: the full call is only
+    # sure to take longer than the decoder alone (the vocoder section times the vocoder by itself)
+    assert row["rtf_decoder"] < row["rtf_full"]
 
 
 def test_vocoder_section_alone_times_the_bundled_vocoder_and_griffin_lim_without_the_pipeline(bench, tmp_path,
