@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -209,3 +210,153 @@ def test_cli_choices_match_the_pipeline():
     assert synthesize.MODES == MODES
     assert synthesize.FREQ_GUIDANCE == FREQ_GUIDANCE
     assert synthesize.PITCH_MASKS == tuple(PITCH_MASK_KINDS)
+
+
+# --- inputs and outputs are checked before the model loads ---------------------------------------------------------
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Make loading the model an error, so a test sees which checks come before it."""
+    import melinterp.pipelines.hub as hub
+
+    def load_pipeline(*args, **kwargs):
+        raise RuntimeError("the model was loaded")
+
+    monkeypatch.setattr(hub, "load_pipeline", load_pipeline)
+
+
+@pytest.fixture
+def own_refs(refs, tmp_path):
+    """Copies of the references in tmp_path, so a test that overwrites one spoils no other test."""
+    copies = tmp_path / "refs"
+    copies.mkdir()
+    for ref in refs:
+        (copies / ref.name).write_bytes(ref.read_bytes())
+    return copies / refs[0].name, copies / refs[1].name
+
+
+def synthesize_argv(ref1, ref2, out, *extra):
+    return ["synthesize", TEXT, "--ref1", str(ref1), "--ref2", str(ref2), "--out", str(out), "--model", "unused",
+            "--steps", "1", *extra]
+
+
+@pytest.mark.parametrize("case", ["out_is_ref1", "out_is_ref2_spelled_otherwise", "out_is_ref1_hard_link",
+                                  "plot_links_to_ref2"])
+def test_an_output_naming_a_reference_is_refused(own_refs, tmp_path, no_loading, capsys, case):
+    ref1, ref2 = own_refs
+    before = ref1.read_bytes(), ref2.read_bytes()
+    out, extra = tmp_path / "out.wav", []
+    if case == "out_is_ref1":
+        out, options = ref1, "--out and --ref1"
+    elif case == "out_is_ref2_spelled_otherwise":
+        out, options = ref2.parent / ".." / ref2.parent.name / ref2.name, "--out and --ref2"
+    elif case == "out_is_ref1_hard_link":
+        out, options = tmp_path / "link.wav", "--out and --ref1"
+        out.hardlink_to(ref1)
+    else:
+        (tmp_path / "picture.png").symlink_to(ref2)
+        extra, options = ["--plot", str(tmp_path / "picture.png")], "--plot and --ref2"
+    assert main(synthesize_argv(ref1, ref2, out, *extra)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"melinterp synthesize: error: {options} name the same file") and err.count("\n") == 1
+    assert (ref1.read_bytes(), ref2.read_bytes()) == before
+
+
+def test_text_file_checks_every_line_before_writing_any(model_dir, refs, tmp_path, capsys):
+    ref1, _ = refs
+    lines = tmp_path / "lines.txt"
+    lines.write_text("First line.\n\n!!!\nLast one.\n", encoding="utf-8")
+    code = main(["synthesize", "--text-file", str(lines), "--ref1", str(ref1), "--out", str(tmp_path / "speech.wav"),
+                 "--model", str(model_dir), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"melinterp synthesize: error: --text-file {lines} line 3: ") and err.count("\n") == 1
+    assert "phonemized to no phonemes" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lines.txt"]
+
+
+def test_text_file_notes_stale_numbered_outputs_of_an_earlier_run(model_dir, refs, tmp_path, capsys):
+    ref1, _ = refs
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One.\nTwo.\n", encoding="utf-8")
+    (tmp_path / "speech_003.wav").write_bytes(b"old")
+    assert main(["synthesize", "--text-file", str(lines), "--ref1", str(ref1), "--out", str(tmp_path / "speech.wav"),
+                 "--model", str(model_dir), "--steps", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'speech_003.wav'} is from an earlier run" in out
+    assert (tmp_path / "speech_003.wav").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("out_is_a_folder", r"--out .*out.wav is a folder, expected a \.wav file to write"),
+    ("out_under_a_file", r"--out .*notes.txt/out.wav: .*notes.txt is a file, not a folder"),
+    ("plot_under_a_file", r"--plot .*notes.txt/out.png: .*notes.txt is a file, not a folder"),
+    ("numbered_out_is_a_folder", r"--out .*out_002.wav is a folder, expected a \.wav file to write"),
+    ("out_read_only", r"--out .*out.wav: cannot write in the folder .*locked"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_loading(refs, tmp_path, monkeypatch, no_loading, capsys,
+                                                                   case, message):
+    import os
+
+    ref1, ref2 = refs
+    (tmp_path / "notes.txt").write_text("a file")
+    out, extra = tmp_path / "out.wav", []
+    if case == "out_is_a_folder":
+        out.mkdir()
+    elif case == "out_under_a_file":
+        out = tmp_path / "notes.txt" / "out.wav"
+    elif case == "plot_under_a_file":
+        extra = ["--plot", str(tmp_path / "notes.txt" / "out.png")]
+    elif case == "numbered_out_is_a_folder":
+        (tmp_path / "out_002.wav").mkdir()
+        (tmp_path / "lines.txt").write_text("One.\nTwo.\n")
+        extra = ["--text-file", str(tmp_path / "lines.txt")]
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        out = locked / "out.wav"
+        real_access = os.access
+        # tests run as root, who may write in a read-only folder: say it is not writable instead
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != locked and real_access(path, mode))
+    argv = synthesize_argv(ref1, ref2, out, *extra)
+    if case == "numbered_out_is_a_folder":
+        argv.remove(TEXT)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("melinterp synthesize: error: ") and err.count("\n") == 1
+    assert re.search(message, err), err
+
+
+def test_a_failing_plot_leaves_no_wav(model_dir, refs, tmp_path, monkeypatch, capsys):
+    ref1, _ = refs
+
+    def broken_plot(*args, **kwargs):
+        raise RuntimeError("plot exploded")
+
+    monkeypatch.setattr(synthesize, "plot_result", broken_plot)
+    out = tmp_path / "out.wav"
+    assert main(["synthesize", TEXT, "--ref1", str(ref1), "--out", str(out), "--plot", str(tmp_path / "out.png"),
+                 "--model", str(model_dir), "--steps", "1"]) == 1
+    assert capsys.readouterr().err == "melinterp synthesize: error: plot exploded\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ref1", "EMPTY"], r"--ref1 EMPTY is a folder, expected a recording file"),
+    (["--boundary", "nan"], r"--boundary 'nan': expected a finite fraction in \[0, 1\], a phoneme index or seconds"),
+    (["--boundary", "inf"], r"--boundary 'inf': expected a finite fraction"),
+    (["--seed", str(2**70)], r"--seed must be an integer in \[-2\*\*63, 2\*\*64 - 1\], got 1180591620717411303424"),
+    (["--seed", str(-2**63 - 1)], r"--seed must be an integer in .*, got -9223372036854775809"),
+    (["--seed", "-1"], r"the model was loaded"),  # torch takes negative seeds: they pass, as before
+    (["--seed", str(2**64 - 1)], r"the model was loaded"),
+])
+def test_more_input_errors_are_one_line_messages(refs, tmp_path, monkeypatch, no_loading, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "EMPTY").mkdir()
+    ref1, ref2 = refs
+    args = {"--ref1": str(ref1), "--ref2": str(ref2), "--out": "out.wav", "--model": "unused"}
+    args.update(zip(extra[::2], extra[1::2]))
+    assert main(["synthesize", TEXT] + [item for pair in args.items() for item in pair]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("melinterp synthesize: error: ") and err.count("\n") == 1
+    assert re.search(message, err), err

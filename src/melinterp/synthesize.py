@@ -4,10 +4,13 @@
 
 Without ``--model`` the model bundled with the package (``melinterp.DEFAULT_MODEL``) speaks, offline.
 
-Every file is written atomically (a temporary file beside it, renamed when complete), so an error or Ctrl-C never
-leaves a half-written wav or PNG. ``--text-file`` speaks each non-empty line into its own file, numbered from the
-``--out`` name (``out.wav`` -> ``out_001.wav``, ``out_002.wav``, ...); every line uses the same ``--seed``, so line k
-sounds exactly as ``melinterp synthesize "line k"`` would.
+Every input and output is checked before the model loads (an output that would overwrite a reference, or that
+cannot be written, is refused), and every line of ``--text-file`` before the first is spoken. Every file is written
+atomically (a temporary file beside it, renamed when complete), so an error or Ctrl-C never leaves a half-written
+wav or PNG; with ``--plot`` the wav is put in place only once its PNG is written. ``--text-file`` speaks each
+non-empty line into its own file, numbered from the ``--out`` name (``out.wav`` -> ``out_001.wav``,
+``out_002.wav``, ...); every line uses the same ``--seed``, so line k sounds exactly as
+``melinterp synthesize "line k"`` would.
 
 torch, the pipeline and soundfile are imported inside `run`, so ``melinterp --help`` stays fast.
 """
@@ -15,6 +18,9 @@ torch, the pipeline and soundfile are imported inside `run`, so ``melinterp --he
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
 from pathlib import Path
 
 # Kept here (not imported from the pipeline) so that building the parser imports no torch; tests check they agree.
@@ -23,6 +29,7 @@ PITCH_MASKS = ("band", "harmonic")
 FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
 DEVICES = ("cpu", "cuda")
 SCHEDULERS = ("euler", "dpm")  # GradTTSScheduler, GradTTSDPMSolverScheduler
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes (a negative seed wraps around)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # 1. Check everything that needs no model, so a typo costs no loading time
-    texts = _texts(args)
+    texts, lines = _texts(args)
     mode = args.mode or ("freq" if args.ref2 is not None else "none")
     _check_choice("--mode", mode, MODES)
     _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASKS)
@@ -81,14 +88,22 @@ def run(args: argparse.Namespace) -> int:
     _check_choice("--device", args.device, DEVICES)
     _check_choice("--scheduler", args.scheduler, SCHEDULERS)
     for option, path in (("--ref1", args.ref1), ("--ref2", args.ref2)):
+        if path is not None and path.is_dir():
+            raise ValueError(f"{option} {path} is a folder, expected a recording file (.wav, .flac, ...)")
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{option} {path}: no such file")
     if args.steps < 1:
         raise ValueError(f"--steps must be a positive number of denoising steps, got {args.steps}")
+    if not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
+        raise ValueError(f"--seed must be an integer in [-2**63, 2**64 - 1], got {args.seed}")
     if args.out.suffix.lower() != ".wav":
         raise ValueError(f"--out must name a .wav file, got {args.out}")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise ValueError(f"--plot must name a .png file, got {args.plot}")
+    outputs = _numbered(args.out, len(texts)) if args.text_file is not None else [args.out]
+    plots = ([None] * len(texts) if args.plot is None
+             else _numbered(args.plot, len(texts)) if args.text_file is not None else [args.plot])
+    _check_outputs(args, outputs, plots)
     boundary = _parse_boundary(args.boundary)
     if args.vocoder not in ("model", "griffin-lim") and not (Path(args.vocoder) / "config.json").is_file():
         raise ValueError(f"--vocoder must be model, griffin-lim or a vocoder folder holding config.json, got "
@@ -112,10 +127,12 @@ def run(args: argparse.Namespace) -> int:
     if args.vocoder != "model":
         pipe.vocoder = _load_vocoder(args.vocoder, pipe.feature_config).to(args.device)
 
-    # 3. One output per text
-    outputs = _numbered(args.out, len(texts)) if args.text_file is not None else [args.out]
-    plots = ([None] * len(texts) if args.plot is None
-             else _numbered(args.plot, len(texts)) if args.text_file is not None else [args.plot])
+    # 3. Check that the model can speak every text before writing any file
+    _check_texts(args, texts, lines, pipe.text_processor)
+
+    # 4. One output per text
+    from melinterp.utils import atomic_path
+
     for text, out_path, plot_path in zip(texts, outputs, plots):
         result = pipe(text, str(args.ref1), None if args.ref2 is None else str(args.ref2), mode=mode,
                       alpha=args.alpha, boundary=boundary, crossfade=args.crossfade, pitch_mask=args.pitch_mask,
@@ -125,11 +142,16 @@ def run(args: argparse.Namespace) -> int:
                       return_attention=plot_path is not None)
         num_frames = int(result.lengths[0])
         audio = result.audios[0][: num_frames * pipe.feature_config.hop_length]
-        write_wav(out_path, audio, result.sample_rate)
+        # the wav moves into place only once the plot is written, so a failing plot leaves neither
+        with atomic_path(out_path) as wav_tmp:
+            write_wav(wav_tmp, audio, result.sample_rate)
+            if plot_path is not None:
+                plot_result(result, plot_path, mode=mode, title=text)
         print(f"wrote {out_path} ({len(audio) / result.sample_rate:.2f} s at {result.sample_rate} Hz)")
         if plot_path is not None:
-            plot_result(result, plot_path, mode=mode, title=text)
             print(f"wrote {plot_path}")
+    if args.text_file is not None:
+        _note_stale_outputs(args, len(texts))
     return 0
 
 
@@ -159,22 +181,92 @@ def _load_vocoder(which: str, feature_config):
     return vocoder
 
 
-def _texts(args: argparse.Namespace) -> list[str]:
+def _texts(args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    """(texts, line numbers): the non-empty lines of --text-file (numbered from 1), or the one text (line 0)."""
     if args.text is not None and args.text_file is not None:
         raise ValueError("give the text either as an argument or with --text-file, not both")
     if args.text_file is not None:
         if not args.text_file.is_file():
             raise FileNotFoundError(f"--text-file {args.text_file}: no such file")
         lines = [line.strip() for line in args.text_file.read_text(encoding="utf-8").splitlines()]
-        texts = [line for line in lines if line]
-        if not texts:
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line]
+        if not numbered:
             raise ValueError(f"--text-file {args.text_file} has no non-empty line to speak")
-        return texts
+        return [line for _, line in numbered], [number for number, _ in numbered]
     if args.text is None:
         raise ValueError('no text to speak: give it as an argument ("Hello there.") or with --text-file FILE')
     if not args.text.strip():
         raise ValueError(f"the text is empty (got {args.text!r}): give at least one word to speak")
-    return [args.text]
+    return [args.text], [0]
+
+
+def _check_texts(args: argparse.Namespace, texts: list[str], lines: list[int], text_processor) -> None:
+    """Phonemise every sentence of every text as the pipeline will; a TextError names the --text-file line."""
+    from melinterp.text import TextError, split_sentences
+
+    for text, line in zip(texts, lines):
+        sentences = split_sentences(text)
+        try:
+            for phonemes in text_processor.phonemize_batch(sentences if len(sentences) > 1 else [text]):
+                text_processor.encode_phonemes(phonemes)
+        except TextError as error:
+            if args.text_file is None:
+                raise
+            raise ValueError(f"--text-file {args.text_file} line {line}: {error}") from error
+
+
+def _check_outputs(args: argparse.Namespace, outputs: list[Path], plots: list[Path | None]) -> None:
+    """Refuse, before any loading, an output that is a reference (or the text file) or that cannot be written."""
+    inputs = [("--ref1", args.ref1), ("--ref2", args.ref2), ("--text-file", args.text_file)]
+    for option, paths in (("--out", outputs), ("--plot", plots)):
+        for path in paths:
+            if path is None:
+                continue
+            for input_option, input_path in inputs:
+                if input_path is not None and _same_file(path, input_path):
+                    raise ValueError(f"{option} and {input_option} name the same file ({path} and {input_path}): "
+                                     f"writing {option} would overwrite it; choose another {option}")
+            _check_writable(option, path)
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    if path.resolve() == other.resolve():
+        return True
+    try:
+        return os.path.samefile(path, other)  # hard links, or a symbolic link in a parent folder
+    except OSError:
+        return False  # one of them does not exist
+
+
+def _check_writable(option: str, path: Path) -> None:
+    """`path` is not a folder, and its folder exists (or can be made under a folder) and takes new files."""
+    kind = "a .wav" if option == "--out" else "a .png"
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, expected {kind} file to write")
+    folder = path.absolute().parent
+    while not folder.exists() and not folder.is_symlink():
+        folder = folder.parent  # atomic_path makes the missing folders; the nearest existing one must allow it
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write in the folder {folder} (permission denied)")
+    try:  # os.access can be wrong (root, read-only mounts, ACLs): make and drop a file to be sure
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot write in the folder {folder} ({error.strerror})") from error
+
+
+def _note_stale_outputs(args: argparse.Namespace, count: int) -> None:
+    """Say which numbered outputs past this run's last are left from an earlier, longer run."""
+    for option, path in (("--out", args.out), ("--plot", args.plot)):
+        if path is None:
+            continue
+        stale = _numbered(path, count + 1)[-1]
+        if stale.exists():
+            print(f"note: {stale} is from an earlier run: this one wrote {count} {option} files, up to "
+                  f"{_numbered(path, count)[-1].name}")
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
@@ -194,6 +286,13 @@ def _parse_boundary(text: str) -> float | int | str:
             value = float(value)
         except ValueError:
             pass
+    try:
+        number = float(value[:-1] if isinstance(value, str) and value.endswith("s") else value)
+    except ValueError:
+        number = 0.0  # not a number: parse_boundary says what it expects
+    if not math.isfinite(number):
+        raise ValueError(f"--boundary {text!r}: expected a finite fraction in [0, 1], a phoneme index or seconds "
+                         "(0.5, 7 or 0.8s)")
     try:
         parse_boundary(value)
     except (TypeError, ValueError) as error:
