@@ -40,6 +40,9 @@ _SLANEY_LOG_MEL = _SLANEY_LOG_HZ / _SLANEY_HZ_PER_MEL
 _SLANEY_LOG_STEP = np.log(6.4) / 27.0  # natural-log frequency ratio per mel above 1 kHz
 
 
+MIN_SAMPLE_RATE = 8000  # Hz: below telephone bandwidth a recording no longer carries a usable voice
+
+
 class AudioError(ValueError):
     """Audio, f0 or mask input that the front end cannot use; the message says what was expected."""
 
@@ -274,7 +277,8 @@ def load_audio(path_or_array, sr=None, *, target_sr=22050, min_duration=0.3, sil
         silence_db: a clip whose peak is below this level (dBFS) is rejected as silent.
 
     Raises:
-        AudioError: missing or unreadable file, missing or bad ``sr``, empty, too short, silent or non-finite audio.
+        AudioError: missing or unreadable file, missing or bad ``sr``, a rate below `MIN_SAMPLE_RATE` (8000 Hz),
+            empty, too short, silent or non-finite audio.
     """
     _check_sample_rate(target_sr, "target_sr")
     if sr is not None:
@@ -292,6 +296,9 @@ def load_audio(path_or_array, sr=None, *, target_sr=22050, min_duration=0.3, sil
         source = "audio array"
         samples = _to_mono(_as_float_samples(path_or_array))
 
+    if sr < MIN_SAMPLE_RATE:
+        raise AudioError(f"{source} is sampled at {sr:g} Hz: audio must be sampled at at least {MIN_SAMPLE_RATE} Hz "
+                         f"(telephone quality); lower rates lose the formants a voice is recognised by")
     if samples.size == 0:
         raise AudioError(f"{source} is empty (0 samples)")
     num_bad = int(np.sum(~np.isfinite(samples)))

@@ -281,5 +281,14 @@ def load_pipeline(name_or_path: str | os.PathLike, *, option: str = "model", **k
 
 def _looks_local(name: str) -> bool:
     """Anything but the Hub's "user/name" form is a local path (a bare "name" too: melinterp ids have an owner)."""
-    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") != 1
-            or (os.sep != "/" and os.sep in name) or os.path.exists(name))
+    return looks_like_local_path(name) or name.count("/") != 1
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Whether `name` is meant as a local path rather than a Hub id: it starts with "/", ".", "~" (./, ../, ~/),
+    has more than one "/", holds the platform's separator, exists, or its first folder exists here ("models/x"
+    with a local ``models/``). Bare names and "user/name" ids that match nothing on disk go to the Hub."""
+    first_folder = name.split("/", 1)[0] if "/" in name else ""
+    return (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name) or os.path.exists(name)
+            or (bool(first_folder) and os.path.isdir(first_folder)))

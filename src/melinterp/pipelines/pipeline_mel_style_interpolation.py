@@ -170,10 +170,24 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
         super().__init__()
         # one synthesis at a time: the scheduler's timesteps and solver history live on the shared scheduler
         self._call_lock = threading.RLock()
+        _check_compatible(text_encoder=text_encoder, style_encoder=style_encoder, unet=unet, vocoder=vocoder,
+                          feature_config=feature_config)
         install_processors(unet)  # routing and capture need MelAttnProcessor on every attention layer
         self.register_modules(text_encoder=text_encoder, style_encoder=style_encoder, unet=unet,
                               scheduler=scheduler, vocoder=vocoder, text_processor=text_processor,
                               feature_config=feature_config)
+
+    def to(self, *args, **kwargs) -> MelStyleInterpolationPipeline:
+        """`DiffusionPipeline.to` (``to(device)``, ``to(dtype)``, ``to(device, dtype)``, keywords ``device=``,
+        ``dtype=``), refusing a CUDA device when torch has none, before any component moves."""
+        device = kwargs.get("device", args[0] if args and not isinstance(args[0], torch.dtype) else None)
+        if isinstance(device, (str, torch.device)) and torch.device(device).type == "cuda" \
+                and not torch.cuda.is_available():
+            build = "without CUDA" if torch.version.cuda is None else f"with CUDA {torch.version.cuda} but sees no GPU"
+            raise ValueError(f"cannot move the pipeline to {str(device)!r}: no CUDA device is available (torch "
+                             f"{torch.__version__} was built {build}); use 'cpu', or a CUDA build of torch on a "
+                             f"machine with an NVIDIA GPU")
+        return super().to(*args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------
     # Saving and loading
@@ -223,16 +237,28 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *,
                         torch_dtype: torch.dtype | None = None, revision: str | None = None,
                         cache_dir: str | None = None, token: str | None = None, local_files_only: bool = False,
-                        **components) -> MelStyleInterpolationPipeline:
+                        allow_pickle: bool = False, **components) -> MelStyleInterpolationPipeline:
         """Load a pipeline from a folder written by `save_pretrained`, or a Hub repository id ("user/repo").
 
         Args:
             torch_dtype: cast the neural components to this dtype.
             revision, cache_dir, token, local_files_only: for the Hub download (`huggingface_hub.snapshot_download`).
+            allow_pickle: also load weights saved as pickle (``.bin``) when a component has no ``.safetensors``.
+                Off by default: unpickling a file can run any code it holds, so only allow it for files you trust.
             components: components to use instead of the saved ones, e.g. ``scheduler=...``.
+
+        Raises:
+            FileNotFoundError: a local path (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, ...) that does not exist.
+            ValueError: a component without safetensors weights (unless ``allow_pickle``), or components whose sizes
+                do not fit together (e.g. a U-Net taken from another model).
         """
+        from melinterp.pipelines.hub import looks_like_local_path
+
         folder = str(pretrained_model_name_or_path)
         if not os.path.isdir(folder):
+            if looks_like_local_path(folder):
+                raise FileNotFoundError(f"{folder}: no such folder (expected a folder saved by save_pretrained, or a "
+                                        f"Hub id 'user/name')")
             from huggingface_hub import snapshot_download
 
             folder = snapshot_download(folder, revision=revision, cache_dir=cache_dir, token=token,
@@ -246,7 +272,7 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             if name not in config:
                 raise ValueError(f"{folder}/model_index.json has no entry for component {name!r}")
             library, class_name = config[name]
-            components[name] = _load_component(folder, name, library, class_name, torch_dtype)
+            components[name] = _load_component(folder, name, library, class_name, torch_dtype, allow_pickle)
         return cls(**components)
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -654,7 +680,8 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
     def _load_references(self, refs, name: str, batch_size: int) -> list:
         """Waveforms (N,) at the feature sample rate, one per item (a single reference serves every item);
         `ReferenceEncoding`s pass through."""
-        if isinstance(refs, list):
+        one_per_text = isinstance(refs, list)
+        if one_per_text:
             if len(refs) != batch_size:
                 raise ValueError(f"{name} is a list of {len(refs)} references but there are {batch_size} texts: give "
                                  f"one reference per text, or a single one for all")
@@ -669,10 +696,14 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             if isinstance(ref, ReferenceEncoding):
                 waves.append(ref)
                 continue
-            where = f"{name}[{b}]" if batch_size > 1 else name
+            where = f"{name}[{b}]" if one_per_text and batch_size > 1 else name
             if isinstance(ref, (str, os.PathLike)):
                 array, sr = ref, None
-            elif isinstance(ref, tuple) and len(ref) == 2:
+            elif isinstance(ref, tuple):
+                if len(ref) != 2 or isinstance(ref[0], (str, os.PathLike)) or not isinstance(ref[1], numbers.Real):
+                    raise ValueError(f"{where} as a tuple must be an (array, sample_rate) pair, got a tuple of "
+                                     f"({', '.join(type(r).__name__ for r in ref)}); to give several references, "
+                                     f"one per text, pass them in a list")
                 array, sr = ref
             elif isinstance(ref, torch.Tensor):
                 if ref.ndim != 1:
@@ -731,6 +762,11 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
             sources = generator
         else:
             sources = [generator] * batch_size
+        for b, source in enumerate(sources):
+            if source is not None and not isinstance(source, torch.Generator):
+                where = f"generator[{b}]" if isinstance(generator, list) else "generator"
+                raise ValueError(f"generator must be a torch.Generator or a list of them, one per text (e.g. "
+                                 f"torch.Generator().manual_seed(0)), but {where} is a {type(source).__name__}")
         item_generators = []
         for source in sources:
             device = source.device if source is not None else torch.device("cpu")
@@ -748,7 +784,8 @@ class MelStyleInterpolationPipeline(DiffusionPipeline):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _load_component(folder: str, name: str, library: str | None, class_name: str | None, torch_dtype):
+def _load_component(folder: str, name: str, library: str | None, class_name: str | None, torch_dtype,
+                    allow_pickle: bool = False):
     if library is None:
         return None
     if library.split(".")[0] not in _LOADABLE_LIBRARIES:
@@ -758,10 +795,55 @@ def _load_component(folder: str, name: str, library: str | None, class_name: str
     if component_class is None:
         raise ValueError(f"component {name!r}: {library} has no class {class_name!r}")
     if issubclass(component_class, ModelMixin):
-        return component_class.from_pretrained(folder, subfolder=name, torch_dtype=torch_dtype)
+        subfolder = os.path.join(folder, name)
+        files = sorted(os.listdir(subfolder)) if os.path.isdir(subfolder) else []
+        pickles = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        if not allow_pickle and pickles and not any(f.endswith(".safetensors") for f in files):
+            # with no weights at all, diffusers' "no file named ..." below says what is missing
+            raise ValueError(f"component {name!r}: {subfolder} has no .safetensors weights, only pickle weights "
+                             f"({', '.join(pickles)}); only safetensors weights are loaded, since "
+                             f"unpickling a file can run code: re-save the component with save_pretrained, or pass "
+                             f"allow_pickle=True to from_pretrained if you trust the file")
+        return component_class.from_pretrained(folder, subfolder=name, torch_dtype=torch_dtype,
+                                               use_safetensors=None if allow_pickle else True)
     if hasattr(component_class, "from_pretrained"):
         return component_class.from_pretrained(folder, subfolder=name)  # schedulers, TextProcessor
     return component_class.from_config(component_class.load_config(folder, subfolder=name))  # FeatureConfig
+
+
+def _config_value(component, key: str):
+    """``component.config[key]``, or None for a component without that setting (a custom vocoder, None)."""
+    config = getattr(component, "config", None)
+    return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
+
+def _check_compatible(*, text_encoder, style_encoder, unet, vocoder, feature_config) -> None:
+    """Raise a ValueError listing every size two components must share but do not (e.g. a U-Net copied in from
+    another model), instead of a shape error deep inside the first synthesis."""
+    problems = []
+    token_channels = _config_value(style_encoder, "hidden_channels")
+    cross_attention_dim = _config_value(unet, "cross_attention_dim")
+    for dim in cross_attention_dim if isinstance(cross_attention_dim, (list, tuple)) else [cross_attention_dim]:
+        if None not in (token_channels, dim) and dim != token_channels:
+            problems.append(f"style_encoder makes style tokens of {token_channels} channels but "
+                            f"unet.config.cross_attention_dim is {cross_attention_dim}")
+            break
+    style_dim = _config_value(style_encoder, "style_dim")
+    takers = [("text_encoder.config.style_dim", _config_value(text_encoder, "style_dim"))]
+    if _config_value(unet, "class_embed_type") == "projection":  # the style vector is the U-Net's class label
+        takers.append(("unet.config.projection_class_embeddings_input_dim",
+                       _config_value(unet, "projection_class_embeddings_input_dim")))
+    mismatched = [f"{where} is {dim}" for where, dim in takers if None not in (style_dim, dim) and dim != style_dim]
+    if mismatched:
+        problems.append(f"style_encoder.config.style_dim is {style_dim} but {' and '.join(mismatched)}")
+    n_mels = _config_value(feature_config, "n_mels")
+    for name, component in (("text_encoder", text_encoder), ("style_encoder", style_encoder), ("vocoder", vocoder)):
+        component_n_mels = _config_value(component, "n_mels")
+        if None not in (n_mels, component_n_mels) and component_n_mels != n_mels:
+            problems.append(f"{name}.config.n_mels is {component_n_mels} but feature_config.n_mels is {n_mels}")
+    if problems:
+        raise ValueError("the pipeline's components do not fit together (were some taken from another model?): "
+                         + "; ".join(problems))
 
 
 def _equal_length_groups(lengths: torch.Tensor) -> list[tuple[list[int], int]]:
