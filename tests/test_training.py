@@ -86,6 +86,24 @@ def test_config_errors_name_the_problem(tiny_corpus, change, message):
         TrainingConfig.from_dict(raw, base_dir=tiny_corpus["root"])
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+    (b"{not json", "is not valid JSON"),
+    (b"[1, 2]", "must hold a JSON object, got list"),
+])
+def test_unreadable_config_files_name_the_file(tmp_path, content, message):
+    from melinterp.training.vocoder_trainer import VocoderTrainingConfig
+
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    for config_class in (TrainingConfig, VocoderTrainingConfig):
+        with pytest.raises(ValueError, match=f"{path}.*{message}|{message}") as error:
+            config_class.from_file(path)
+        assert str(path) in str(error.value)
+    with pytest.raises(FileNotFoundError, match="config not found"):
+        TrainingConfig.from_file(tmp_path / "missing.json")
+
+
 def test_mismatched_vocabulary_is_refused(tiny_corpus):
     config = TrainingConfig.from_file(tiny_corpus["config_path"])
     config.models["text_encoder"] = {**config.models["text_encoder"], "n_vocab": 12}
