@@ -16,6 +16,19 @@ from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, sav
 
 
 class TrainingRun:
+    def _init_run(self, config, output_dir, *, resume: bool, export: bool, progress: bool,
+                  max_minutes: float | None, max_steps: int | None, accelerator) -> None:
+        """The settings every run has: its config and folder, how it starts, ends and reports, and its accelerator
+        (a new one in the config's mixed precision unless given)."""
+        from accelerate import Accelerator
+
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.resume, self.export, self.progress = resume, export, progress
+        self.max_minutes = max_minutes
+        self.max_steps = max_steps if max_steps is not None else config.optim.max_steps
+        self.accelerator = accelerator or Accelerator(mixed_precision=config.optim.mixed_precision)
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.output_dir / "checkpoints"

@@ -111,19 +111,13 @@ class Trainer(TrainingRun):
     def __init__(self, config: TrainingConfig, output_dir: str | Path, *, resume: bool = False,
                  max_minutes: float | None = None, max_steps: int | None = None, export: bool = True,
                  progress: bool = True, accelerator=None, init_from: str | Path | None = None):
-        from accelerate import Accelerator
-
         from melinterp.audio import FeatureConfig
         from melinterp.data import SpeechStyleCollate, SpeechStyleDataset, read_filelist
         from melinterp.schedulers import GradTTSScheduler
         from melinterp.text import TextConfig, TextProcessor
 
-        self.config = config
-        self.output_dir = Path(output_dir)
-        self.resume, self.export, self.progress = resume, export, progress
-        self.max_minutes = max_minutes
-        self.max_steps = max_steps if max_steps is not None else config.optim.max_steps
-        self.accelerator = accelerator or Accelerator(mixed_precision=config.optim.mixed_precision)
+        self._init_run(config, output_dir, resume=resume, export=export, progress=progress, max_minutes=max_minutes,
+                       max_steps=max_steps, accelerator=accelerator)
         self.feature_config = FeatureConfig()
         self.text_config = TextConfig(language=config.data.language)
         self.vocab_size = TextProcessor(self.text_config).vocab_size

@@ -261,16 +261,10 @@ class VocoderTrainer(TrainingRun):
     def __init__(self, config: VocoderTrainingConfig, output_dir: str | Path, *, resume: bool = False,
                  init_from: str | Path | None = None, max_minutes: float | None = None,
                  max_steps: int | None = None, export: bool = True, progress: bool = True, accelerator=None):
-        from accelerate import Accelerator
-
         from melinterp.audio import FeatureConfig, MelSpectrogram
 
-        self.config = config
-        self.output_dir = Path(output_dir)
-        self.resume, self.export, self.progress = resume, export, progress
-        self.max_minutes = max_minutes
-        self.max_steps = max_steps if max_steps is not None else config.optim.max_steps
-        self.accelerator = accelerator or Accelerator(mixed_precision=config.optim.mixed_precision)
+        self._init_run(config, output_dir, resume=resume, export=export, progress=progress, max_minutes=max_minutes,
+                       max_steps=max_steps, accelerator=accelerator)
         device = self.accelerator.device
 
         models = build_vocoder_models(config)
