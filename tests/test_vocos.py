@@ -215,3 +215,21 @@ def test_the_pipeline_speaks_through_vocos():
     (num_frames,) = out.lengths
     assert out.audios.shape == (1, num_frames * features.hop_length)
     assert np.isfinite(out.audios).all() and np.abs(out.audios).max() > 0
+
+
+def test_load_vocoder_folder_takes_the_class_its_config_names_and_refuses_others(tmp_path):
+    import json
+
+    from melinterp.models.vocoder import load_vocoder_folder
+
+    folder = tmp_path / "vocos"
+    VocosVocoder(dim=16, intermediate_dim=32, num_layers=1).save_pretrained(folder)
+    assert isinstance(load_vocoder_folder(folder), VocosVocoder)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
+    with pytest.raises(ValueError, match="names class 'UNet2DModel', which is not a melinterp vocoder"):
+        load_vocoder_folder(folder)
+    (folder / "config.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not a readable vocoder config"):
+        load_vocoder_folder(folder)
+    with pytest.raises(ValueError, match="not a vocoder folder"):
+        load_vocoder_folder(tmp_path)

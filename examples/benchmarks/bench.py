@@ -540,11 +540,10 @@ VOCODER_SECONDS = 2.5  # length of the mel the vocoder section times
 
 
 def load_vocoder(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
-    """The ``vocoder`` component of a pipeline folder alone, by the class its model_index.json names."""
-    index = json.loads((Path(model) / "model_index.json").read_text())
-    library, class_name = index["vocoder"]
-    module = __import__(library, fromlist=[class_name])
-    return getattr(module, class_name).from_pretrained(str(Path(model) / "vocoder"), torch_dtype=dtype).to(device).eval()
+    """The ``vocoder`` component of a pipeline folder alone (its config.json names the class)."""
+    from melinterp.models.vocoder import load_vocoder_folder
+
+    return load_vocoder_folder(Path(model) / "vocoder", torch_dtype=dtype).to(device).eval()
 
 
 def vocoder_mel(ref_path: str, batch: int, device: str, dtype: torch.dtype) -> torch.Tensor:

@@ -29,18 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocoder", type=Path, help="a vocoder folder to bundle (stored in float16)")
     args = parser.parse_args(argv)
 
-    import json
-
-    import melinterp
     from melinterp import MelStyleInterpolationPipeline
+    from melinterp.models.vocoder import load_vocoder_folder
 
     if (args.export / "model_index.json").is_file():
         pipe = MelStyleInterpolationPipeline.from_pretrained(args.export)
     else:
         pipe = MelStyleInterpolationPipeline.from_training_output(args.export)
     if args.vocoder is not None:
-        class_name = json.loads((args.vocoder / "config.json").read_text())["_class_name"]
-        pipe.register_modules(vocoder=getattr(melinterp, class_name).from_pretrained(args.vocoder))
+        pipe.register_modules(vocoder=load_vocoder_folder(args.vocoder))
     names = ["text_encoder", "style_encoder", "unet"]
     if any(p.numel() for p in pipe.vocoder.parameters()):
         names.append("vocoder")  # a neural vocoder; Griffin-Lim's only tensor is its window buffer

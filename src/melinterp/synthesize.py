@@ -161,19 +161,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _load_vocoder(which: str, feature_config):
     """Griffin-Lim for ``feature_config``, or the vocoder in a folder (its config.json names the class)."""
-    import json
-
-    import melinterp
-    from melinterp.models.vocoder import GriffinLimVocoder
+    from melinterp.models.vocoder import GriffinLimVocoder, load_vocoder_folder
 
     if which == "griffin-lim":
         return GriffinLimVocoder.from_feature_config(feature_config)
-    class_name = json.loads((Path(which) / "config.json").read_text(encoding="utf-8")).get("_class_name")
-    vocoder_class = getattr(melinterp, str(class_name), None)
-    if vocoder_class is None or not hasattr(vocoder_class, "from_pretrained"):
-        raise ValueError(f"--vocoder {which}: config.json names class {class_name!r}, which is not a melinterp "
-                         f"vocoder (VocosVocoder, HiFiGANGenerator, GriffinLimVocoder)")
-    vocoder = vocoder_class.from_pretrained(which)
+    try:
+        vocoder = load_vocoder_folder(which)
+    except ValueError as error:
+        raise ValueError(f"--vocoder {which}: {error}") from None
     hop = getattr(vocoder.config, "hop_length", None)
     if hop is not None and hop != feature_config.hop_length:
         raise ValueError(f"--vocoder {which}: its hop length is {hop} samples but the model's mels have "

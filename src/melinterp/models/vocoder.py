@@ -187,6 +187,34 @@ class GriffinLimVocoder(ModelMixin, ConfigMixin):
         return to_waveform(magnitude * phase)
 
 
+VOCODER_CLASSES = ("VocosVocoder", "HiFiGANGenerator", "GriffinLimVocoder")
+
+
+def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
+    """The vocoder saved in ``folder`` (by `save_pretrained`, `melinterp train-vocoder` or `melinterp
+    convert-hifigan`), of the melinterp class its config.json names; ``kwargs`` go to ``from_pretrained``.
+
+    Raises:
+        ValueError: no config.json, unreadable JSON, or a class that is not one of `VOCODER_CLASSES`.
+    """
+    import json
+    from pathlib import Path
+
+    import melinterp
+
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{folder}: not a vocoder folder (no config.json)")
+    try:
+        class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
+        raise ValueError(f"{config}: not a readable vocoder config ({error})") from None
+    if class_name not in VOCODER_CLASSES:
+        raise ValueError(f"{config} names class {class_name!r}, which is not a melinterp vocoder "
+                         f"({', '.join(VOCODER_CLASSES)})")
+    return getattr(melinterp, class_name).from_pretrained(str(folder), **kwargs)
+
+
 def check_log_mel(mel: torch.Tensor, n_mels: int, min_frames: int = 1) -> None:
     """Raise a ValueError saying what a vocoder expected when ``mel`` is not a finite floating-point log-mel of
     shape (B, n_mels, T) or (n_mels, T) with T >= min_frames (the STFT's reflect padding needs a few)."""

@@ -436,19 +436,19 @@ class VocoderTrainer(TrainingRun):
         one PNG (real mel over the output's mel) in ``logs/``."""
         generator = self._unwrapped()["generator"].eval()
         device = self.accelerator.device
-        errors = []
-        outputs = []
+        errors, first = [], None
         for mel_in, real in self.val_items:
             fake = generator.waveform(mel_in[None].to(device))[0]
-            real_mel = self.mel(real.to(device))
-            errors.append(float(F.l1_loss(self.mel(fake), real_mel)))
-            outputs.append((real_mel.cpu(), self.mel(fake).cpu(), fake.cpu()))
+            real_mel, fake_mel = self.mel(real.to(device)), self.mel(fake)
+            errors.append(float(F.l1_loss(fake_mel, real_mel)))
+            if first is None:  # the one that is plotted and written
+                first = (real_mel.cpu(), fake_mel.cpu(), fake.cpu())
         means = {"step": self.step, "val_mel_l1": round(float(np.mean(errors)), 5)}
         self._log_row("val", means)
-        if self.accelerator.is_main_process and outputs:
+        if self.accelerator.is_main_process and first is not None:
             from melinterp.training.validation import plot_vocoder_validation
 
-            real_mel, fake_mel, fake = outputs[0]
+            real_mel, fake_mel, fake = first
             stem = self.output_dir / "logs" / f"val-step-{self.step:08d}"
             write_wav(stem.with_suffix(".wav"), fake.numpy(), self.feature_config.sample_rate)
             plot_vocoder_validation(real_mel, fake_mel, stem.with_suffix(".png"), step=self.step,
