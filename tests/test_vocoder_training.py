@@ -362,6 +362,29 @@ def test_mel_loss_stays_float32_under_bf16_autocast(corpus, tmp_path, monkeypatc
     assert all(np.isfinite(value) for value in trainer._last_losses.values())
 
 
+
+def test_generator_step_leaves_the_discriminators_gradients_alone(corpus, tmp_path):
+    """The generator's backward pass computes no discriminator weight gradients (they would be thrown away at the
+    next zero_grad), and the discriminators train again afterwards."""
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "no_val", data={"val_filelist": None}))
+    trainer = VocoderTrainer(config, tmp_path / "frozen", progress=False)
+    optimizer = trainer.optimizers["discriminators"]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    after_d_step = {}
+    original_step = optimizer.step
+
+    def step_and_snapshot(*args, **kwargs):
+        result = original_step(*args, **kwargs)
+        after_d_step.update({id(p): p.grad.clone() for p in params})
+        return result
+
+    optimizer.step = step_and_snapshot
+    trainer._train_step()
+    assert len(after_d_step) == len(params)
+    assert all(torch.equal(p.grad, after_d_step[id(p)]) for p in params)
+    assert all(p.requires_grad for p in params)
+    assert all(p.grad is not None for p in trainer.models["generator"].parameters())
+
 # ---------------------------------------------------------------------------------------------------------------
 # Fine-tuning on the model's own mels
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ seeded by (seed, step, process): a run stopped and resumed repeats an uninterrup
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -266,6 +267,8 @@ class VocoderTrainer(TrainingRun):
         self._init_run(config, output_dir, resume=resume, export=export, progress=progress, max_minutes=max_minutes,
                        max_steps=max_steps, accelerator=accelerator)
         device = self.accelerator.device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed segment shapes: let cuDNN pick the fastest convolutions
 
         models = build_vocoder_models(config)
         generator_config = models["generator"].config
@@ -404,9 +407,13 @@ class VocoderTrainer(TrainingRun):
 
         # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16
         loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
-        with accelerator.autocast():
-            (_, real_features_mpd), (fake_mpd, fake_features_mpd) = mpd(real), mpd(fake)
-            (_, real_features_mrd), (fake_mrd, fake_features_mrd) = mrd(real), mrd(fake)
+        # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
+        # wrapper would wait for gradients that never come); the real features need no graph at all
+        mpd, mrd = _unwrap(mpd), _unwrap(mrd)
+        with _frozen(mpd, mrd), accelerator.autocast():
+            with torch.no_grad():
+                (_, real_features_mpd), (_, real_features_mrd) = mpd(real), mrd(real)
+            (fake_mpd, fake_features_mpd), (fake_mrd, fake_features_mrd) = mpd(fake), mrd(fake)
             loss_adv = (generator_adversarial_loss(fake_mpd)
                         + optim.mrd_weight * generator_adversarial_loss(fake_mrd))
             loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
@@ -474,9 +481,27 @@ class VocoderTrainer(TrainingRun):
         return directory
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper, or the module itself."""
+    return getattr(model, "module", model)
+
+
 def _waveform(generator, mel: torch.Tensor) -> torch.Tensor:
     """The generator's differentiable waveform, through a DDP wrapper when there is one."""
-    return getattr(generator, "module", generator).waveform(mel)
+    return _unwrap(generator).waveform(mel)
+
+
+@contextlib.contextmanager
+def _frozen(*models: torch.nn.Module):
+    """Parameters that take no gradient inside the block (gradients still flow through them to the input)."""
+    params = [p for model in models for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def load_vocoder_weights(models: dict[str, torch.nn.Module], folder: Path) -> None:
