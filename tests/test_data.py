@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from melinterp.data import (
     write_speakers,
 )
 from melinterp.data import features as features_module
+from melinterp.data.engines import trim_silence
 from melinterp.text import TextConfig, TextProcessor
 
 F0_METHOD = "dio"  # fast; the cache must store whichever method it was asked for
@@ -126,9 +128,11 @@ def test_cached_features_equal_direct_computation(corpus):
     cache = FeatureCache(cache_dir)
     config = FeatureConfig()
     processor = TextProcessor(TextConfig())
+    assert cache.trim_db == features_module.DEFAULT_TRIM_DB
     for utterance in read_filelist(filelist):
         cached = cache.get(utterance)
-        audio = load_audio(utterance.wav_path)
+        audio = trim_silence(load_audio(utterance.wav_path), SAMPLE_RATE, threshold_db=-cache.trim_db,
+                             margin=features_module.TRIM_MARGIN, pad=False)
         frames = len(audio) // config.hop_length
         assert cached["mel"].shape == (80, frames) and cached["mel"].dtype == torch.float32
         torch.testing.assert_close(cached["mel"], mel_spectrogram(audio, config), rtol=0, atol=1e-6)
@@ -138,6 +142,59 @@ def test_cached_features_equal_direct_computation(corpus):
         assert cached["phoneme_ids"].dtype == torch.int64
         assert cached["phoneme_ids"].tolist() == processor.encode(utterance.text)
 
+
+
+def speech_in_silence(seconds_before: float, seconds_after: float) -> np.ndarray:
+    """0.6 s of a tone with seconds of faint noise (-80 dBFS) around it, as a long-silence recording."""
+    rng = np.random.default_rng(1)
+    quiet = lambda seconds: 1e-4 * rng.standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32)  # noqa
+    return np.concatenate([quiet(seconds_before), 0.5 * harmonic_tone(150.0, 0.6), quiet(seconds_after)])
+
+
+def test_long_silences_are_trimmed_and_other_rates_and_flac_resampled(tmp_path):
+    tone_frames = int(0.6 * SAMPLE_RATE) // 256
+    wavs = {"padded.wav": (speech_in_silence(2.0, 3.0), SAMPLE_RATE)}
+    for rate in (24000, 44100, 48000):
+        t = np.arange(int(0.6 * rate)) / rate
+        wavs[f"tone_{rate}.flac"] = (0.5 * np.sin(2 * np.pi * 150.0 * t).astype(np.float32), rate)
+    for name, (audio, rate) in wavs.items():
+        sf.write(tmp_path / name, audio, rate)
+    utterances = [Utterance(tmp_path / name, "s", "red apples") for name in wavs]
+
+    trimmed = FeatureCache(tmp_path / "trimmed", f0_method=F0_METHOD)
+    frames = {u.wav_path.name: trimmed.get(u)["mel"].shape[1] for u in utterances}
+    margin_frames = 2 * features_module.TRIM_MARGIN * SAMPLE_RATE / 256
+    assert tone_frames <= frames["padded.wav"] <= tone_frames + margin_frames + 2  # 5 s of silence cut to 0.2 s
+    for rate in (24000, 44100, 48000):  # resampled to 22.05 kHz: the tone's length in frames, give or take one
+        assert abs(frames[f"tone_{rate}.flac"] - tone_frames) <= 1 + margin_frames
+
+    whole = FeatureCache(tmp_path / "whole", f0_method=F0_METHOD, trim_db=0)
+    assert whole.get(utterances[0])["mel"].shape[1] == len(speech_in_silence(2.0, 3.0)) // 256
+    with pytest.raises(ValueError, match="trim_db: cache has 0.0, requested 40.0"):
+        FeatureCache(tmp_path / "whole", trim_db=40)
+    with pytest.raises(ValueError, match="trim_db must be >= 0"):
+        FeatureCache(tmp_path / "other", trim_db=-3)
+
+
+def test_caches_from_before_the_trim_read_as_untrimmed_with_their_keys(corpus, tmp_path):
+    """A cache_config.json without trim_db (written before the setting existed) means untrimmed recordings, and
+    its entries keep the keys they were stored under (settings digest of configs and f0 method alone)."""
+    filelist, _ = corpus
+    old = tmp_path / "old_cache"
+    build_cache(read_filelist(filelist), old, f0_method=F0_METHOD, trim_db=0, jobs=1, progress=False)
+    settings = json.loads((old / "cache_config.json").read_text())
+    (old / "cache_config.json").write_text(json.dumps({k: v for k, v in settings.items() if k != "trim_db"}))
+
+    legacy = FeatureCache(old)
+    assert legacy.trim_db == 0.0
+    public = {k: v for k, v in json.loads((old / "feature_config.json").read_text()).items() if not k.startswith("_")}
+    text = {k: v for k, v in json.loads((old / "text_config.json").read_text()).items() if not k.startswith("_")}
+    digest_before_the_trim = hashlib.sha1(json.dumps({"feature_config": public, "text_config": text,
+                                                      "f0_method": F0_METHOD}, sort_keys=True).encode()).hexdigest()
+    assert legacy._settings_digest() == digest_before_the_trim
+    assert all(legacy.find(u) is not None for u in read_filelist(filelist))
+    with pytest.raises(ValueError, match="trim_db: cache has 0.0, requested 40.0"):
+        FeatureCache(old, trim_db=40)
 
 def test_cache_layout_index_and_settings(corpus):
     filelist, cache_dir = corpus

@@ -261,8 +261,8 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
 
 
 def trim_silence(audio: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0,
-                 margin: float = SILENCE_MARGIN) -> np.ndarray:
-    """Keep the speech plus ``margin`` seconds each side; pad with zeros where the engine left less.
+                 margin: float = SILENCE_MARGIN, pad: bool = True) -> np.ndarray:
+    """Keep the speech plus ``margin`` seconds each side; with ``pad``, pad with zeros where the engine left less.
 
     Speech is where the 10 ms frame RMS is within ``threshold_db`` of the loudest frame.
     """
@@ -274,9 +274,11 @@ def trim_silence(audio: np.ndarray, sample_rate: int, *, threshold_db: float = -
     level = 20 * np.log10(rms + 1e-10)
     loud = np.flatnonzero(level > level.max() + threshold_db)
     start, stop = loud[0] * frame, min(len(audio), (loud[-1] + 1) * frame)
-    pad = int(round(margin * sample_rate))
-    kept = audio[max(0, start - pad): stop + pad]
-    return np.pad(kept, (max(0, pad - start), max(0, stop + pad - len(audio)))).astype(np.float32)
+    keep = int(round(margin * sample_rate))
+    kept = audio[max(0, start - keep): stop + keep]
+    if not pad:
+        return kept.astype(np.float32)
+    return np.pad(kept, (max(0, keep - start), max(0, stop + keep - len(audio)))).astype(np.float32)
 
 
 def apply_gain(audio: np.ndarray, gain_db: float, *, peak: float = PEAK_LEVEL) -> np.ndarray:

@@ -4,10 +4,16 @@ Training reads features, it never recomputes them. A cache folder holds::
 
     feature_config.json     the FeatureConfig every entry was computed with
     text_config.json        the TextConfig of the phoneme ids
-    cache_config.json       the cache format and the f0 method ("harvest" or "dio")
+    cache_config.json       the cache format, the f0 method ("harvest" or "dio") and the silence trim (trim_db)
     index.json              key -> {speaker, text, frames, phonemes, wav, sha1}
     entries/ab/ab12....safetensors   one file per utterance: mel (n_mels, T) float32, f0 (T,) Hz,
                                      energy (T,), phoneme_ids (L,) int64
+
+Before any feature is computed, leading and trailing silence longer than ``TRIM_MARGIN`` seconds is cut to that
+(nothing is added where there is less): frames more than
+``trim_db`` (default 40 dB) below the loudest 10 ms frame count as silence (``trim_db`` 0 keeps recordings whole;
+caches written before this setting existed are untrimmed). Recordings of any rate and of any format soundfile
+reads (wav, flac, ...) are resampled to the feature sample rate.
 
 An entry's key is the sha1 of the absolute wav path, its size and mtime, the text and both configs, so an edited
 wav or text gets a new entry. A cache copied to another machine (new paths, new mtimes) still serves its entries:
@@ -44,6 +50,8 @@ FEATURE_CONFIG_FILE = "feature_config.json"
 TEXT_CONFIG_FILE = "text_config.json"
 CACHE_CONFIG_FILE = "cache_config.json"
 INDEX_FILE = "index.json"
+DEFAULT_TRIM_DB = 40.0  # silence: frames this far below the loudest one, at the ends of a recording
+TRIM_MARGIN = 0.1  # seconds of silence kept at each end
 
 
 def config_to_dict(config) -> dict[str, Any]:
@@ -83,27 +91,39 @@ class FeatureCache:
             cache, or the default for a new cache.
         text_config: the ``melinterp.text.TextConfig`` of the phoneme ids; ``None`` as above.
         f0_method: ``"harvest"`` (accurate) or ``"dio"`` (fast); ``None`` as above (default ``"harvest"``).
+        trim_db: silence threshold of the end trim in dB below the loudest frame, 0 for no trim; ``None`` as above
+            (default `DEFAULT_TRIM_DB`).
 
     Raises:
-        ValueError: the cache holds features of other configs or another f0 method than those requested (a cache
-            never mixes settings), or ``f0_method`` is unknown.
+        ValueError: the cache holds features of other configs, another f0 method or another trim than those
+            requested (a cache never mixes settings), ``f0_method`` is unknown or ``trim_db`` is negative.
     """
 
     def __init__(self, cache_dir: str | os.PathLike, feature_config=None, text_config=None, *,
-                 f0_method: str | None = None):
+                 f0_method: str | None = None, trim_db: float | None = None):
         self.cache_dir = Path(os.path.abspath(cache_dir))
+        if f0_method is not None and f0_method not in F0_METHODS:
+            raise ValueError(f"unknown f0_method {f0_method!r}; expected one of {', '.join(F0_METHODS)}")
+        if trim_db is not None and not trim_db >= 0:
+            raise ValueError(f"trim_db must be >= 0 dB (0: no trim), got {trim_db}")
+        cache_settings = {"f0_method": f0_method, "trim_db": None if trim_db is None else float(trim_db)}
         requested = {
             FEATURE_CONFIG_FILE: None if feature_config is None else config_to_dict(feature_config),
             TEXT_CONFIG_FILE: None if text_config is None else config_to_dict(text_config),
-            CACHE_CONFIG_FILE: None if f0_method is None else {"format": CACHE_FORMAT, "f0_method": f0_method},
+            # only the settings asked for are compared with a stored cache's
+            CACHE_CONFIG_FILE: {"format": CACHE_FORMAT, **{k: v for k, v in cache_settings.items() if v is not None}},
         }
-        if f0_method is not None and f0_method not in F0_METHODS:
-            raise ValueError(f"unknown f0_method {f0_method!r}; expected one of {', '.join(F0_METHODS)}")
 
         settings = {}
         for file_name, wanted in requested.items():
             stored_path = self.cache_dir / file_name
             stored = _public(_read_json(stored_path)) if stored_path.is_file() else None
+            if file_name == CACHE_CONFIG_FILE:
+                if stored is not None:
+                    stored.setdefault("trim_db", 0.0)  # written before the trim existed: recordings kept whole
+                    wanted = {name: value for name, value in stored.items() if name not in wanted} | wanted
+                else:
+                    wanted = {"f0_method": "harvest", "trim_db": DEFAULT_TRIM_DB} | wanted
             if stored is not None and wanted is not None and stored != wanted:
                 raise ValueError(
                     f"the cache {self.cache_dir} was built with other settings ({file_name}: "
@@ -145,8 +165,12 @@ class FeatureCache:
 
     @property
     def f0_method(self) -> str:
-        stored = self._settings[CACHE_CONFIG_FILE]
-        return "harvest" if stored is None else stored["f0_method"]
+        return self._settings[CACHE_CONFIG_FILE]["f0_method"]
+
+    @property
+    def trim_db(self) -> float:
+        """The end-silence threshold in dB below the loudest frame (0: recordings are kept whole)."""
+        return self._settings[CACHE_CONFIG_FILE]["trim_db"]
 
     def write_settings(self) -> None:
         """Store the configs and the f0 method in the cache folder (done before the first entry is written)."""
@@ -154,7 +178,7 @@ class FeatureCache:
         files = {
             FEATURE_CONFIG_FILE: config_to_dict(self.feature_config),
             TEXT_CONFIG_FILE: config_to_dict(self.text_config),
-            CACHE_CONFIG_FILE: {"format": CACHE_FORMAT, "f0_method": self.f0_method},
+            CACHE_CONFIG_FILE: self._settings[CACHE_CONFIG_FILE],
         }
         for file_name, settings in files.items():
             if not (self.cache_dir / file_name).is_file():
@@ -185,6 +209,8 @@ class FeatureCache:
                 "text_config": self._settings[TEXT_CONFIG_FILE] or config_to_dict(self.text_config),
                 "f0_method": self.f0_method,
             }
+            if self.trim_db:  # absent when untrimmed: the keys of caches from before the trim stay valid
+                settings["trim_db"] = self.trim_db
             self._digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         return self._digest
 
@@ -264,10 +290,14 @@ class FeatureCache:
     def compute_audio(self, utterance: Utterance) -> dict[str, torch.Tensor]:
         """``mel`` (n_mels, T) log-mel, ``f0`` (T,) Hz (0 = unvoiced) and ``energy`` (T,) of the wav."""
         from melinterp.audio import extract_f0, frame_energy, load_audio, mel_spectrogram
+        from melinterp.data.engines import trim_silence
 
         config = self.feature_config
         audio = load_audio(utterance.wav_path, target_sr=config.sample_rate, min_duration=config.min_duration,
                            silence_db=config.silence_db)  # (N,)
+        if self.trim_db:
+            audio = trim_silence(audio, config.sample_rate, threshold_db=-self.trim_db, margin=TRIM_MARGIN,
+                                 pad=False)
         mel = torch.as_tensor(mel_spectrogram(audio, config), dtype=torch.float32)  # (n_mels, T)
         f0 = torch.as_tensor(extract_f0(audio, config, method=self.f0_method), dtype=torch.float32)  # (T,)
         energy = torch.as_tensor(frame_energy(audio, config), dtype=torch.float32)  # (T,)
@@ -348,10 +378,10 @@ def _compute_entry(cache: FeatureCache, task: tuple[Utterance, str, list[int]]
 _worker_cache: FeatureCache | None = None
 
 
-def _start_worker(cache_dir: Path, feature_config, text_config, f0_method: str) -> None:
+def _start_worker(cache_dir: Path, feature_config, text_config, f0_method: str, trim_db: float) -> None:
     global _worker_cache
     torch.set_num_threads(1)  # one process per core already
-    _worker_cache = FeatureCache(cache_dir, feature_config, text_config, f0_method=f0_method)
+    _worker_cache = FeatureCache(cache_dir, feature_config, text_config, f0_method=f0_method, trim_db=trim_db)
 
 
 def _compute_entry_in_worker(task: tuple[Utterance, str, list[int]]) -> tuple[dict | None, str | None]:
@@ -359,7 +389,7 @@ def _compute_entry_in_worker(task: tuple[Utterance, str, list[int]]) -> tuple[di
 
 
 def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, feature_config=None,
-                text_config=None, *, f0_method: str | None = None, jobs: int | None = None, progress: bool = True,
+                text_config=None, *, f0_method: str | None = None, trim_db: float | None = None, jobs: int | None = None, progress: bool = True,
                 skip_bad: bool = False, phonemize_batch_size: int = 500) -> CacheBuildReport:
     """Compute and store the features of every utterance not cached yet, and update ``index.json``.
 
@@ -369,7 +399,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, f
 
     Args:
         utterances: what to cache (e.g. from :func:`read_filelist`).
-        cache_dir, feature_config, text_config, f0_method: as for :class:`FeatureCache`.
+        cache_dir, feature_config, text_config, f0_method, trim_db: as for :class:`FeatureCache`.
         jobs: worker processes for the audio features.
         progress: show a tqdm bar on stderr.
         skip_bad: collect failing utterances in the report instead of raising at the first one.
@@ -382,7 +412,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, f
     """
     from tqdm.auto import tqdm
 
-    cache = FeatureCache(cache_dir, feature_config, text_config, f0_method=f0_method)
+    cache = FeatureCache(cache_dir, feature_config, text_config, f0_method=f0_method, trim_db=trim_db)
     cache.write_settings()
     report = CacheBuildReport()
     index = cache.index()
@@ -424,7 +454,7 @@ def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, f
         # fork: workers start at once and inherit the imported front ends; each writes its own entries
         pool = multiprocessing.get_context("fork").Pool(
             jobs, initializer=_start_worker,
-            initargs=(cache.cache_dir, cache.feature_config, cache.text_config, cache.f0_method))
+            initargs=(cache.cache_dir, cache.feature_config, cache.text_config, cache.f0_method, cache.trim_db))
         results = pool.imap(_compute_entry_in_worker, tasks, chunksize=4)
     try:
         with tqdm(total=len(tasks), desc="computing features", unit="utt", disable=not (progress and tasks),
@@ -455,6 +485,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--f0-method", choices=F0_METHODS, default="harvest",
                         help="pyworld f0 estimator: harvest (accurate, default) or dio (fast)")
     parser.add_argument("--language", default="en-us", help="espeak-ng language of the texts (default: en-us)")
+    parser.add_argument("--trim-db", type=float, metavar="DB",
+                        help="cut silence at both ends of each recording down to 0.1 s, counting as silence what is "
+                             f"DB below its loudest 10 ms (default {DEFAULT_TRIM_DB:g} for a new cache, the cache's "
+                             "own for an existing one; 0 keeps recordings whole)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip utterances that fail and list them at the end instead of stopping")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -466,7 +500,7 @@ def run(args: argparse.Namespace) -> int:
 
     utterances = [utterance for filelist in args.filelist for utterance in read_filelist(filelist)]
     report = build_cache(utterances, args.cache_dir, FeatureConfig(), TextConfig(language=args.language),
-                         f0_method=args.f0_method, jobs=args.jobs, progress=not args.quiet, skip_bad=args.skip_bad)
+                         f0_method=args.f0_method, trim_db=args.trim_db, jobs=args.jobs, progress=not args.quiet, skip_bad=args.skip_bad)
     print(f"cache {args.cache_dir}: {report.computed} computed, {report.reused} already cached, "
           f"{len(report.bad)} skipped")
     for utterance, message in report.bad:
