@@ -47,12 +47,14 @@ ARCHITECTURE = """\
 """
 
 REAL_CORPUS = """\
-1. Write `wav_path|speaker|text` filelists (`melinterp.data.filelists`): for LibriTTS one line per utterance with the
-   speaker id as speaker; for VCTK the `pXXX` id; for ESD `speaker_emotion` (then `"reference_group_pattern":
-   "_(Neutral|Happy|Angry|Sad|Surprise)"` draws references across emotions of one speaker, much as the synthetic
-   corpus draws them across pitches). Resample nothing: the front end resamples to 22.05 kHz.
-2. `melinterp preprocess --filelist train.txt --filelist val.txt --cache-dir cache` (harvest f0 is more robust than
-   dio on real recordings).
+1. `melinterp prepare-filelists ROOT --format {ljspeech,libritts,vctk,esd} --out lists` reads the corpus as its
+   publisher ships it and writes `lists/{train,val,test}.txt` (`--test-speakers N` or `--test-speaker-ids` for a
+   speaker-disjoint test split) and `lists/import.json` (counts, licence). ESD speakers are named `speaker_emotion`;
+   its `"reference_group_pattern": "_(Angry|Happy|Neutral|Sad|Surprise)$"` draws references across emotions of one
+   speaker, much as the synthetic corpus draws them across pitches. Resample nothing: preprocessing resamples to
+   22.05 kHz and trims long end silences.
+2. `melinterp preprocess --filelist lists/train.txt --filelist lists/val.txt --cache-dir cache` (harvest f0 is more
+   robust than dio on real recordings).
 3. Copy `examples/configs/default.json`, point `data` at your filelists and cache, and train:
    `melinterp train --config my.json --output-dir runs/mine --max-minutes 60`, resuming with `--resume`; or start from
    these weights with `--init-from` (same model sizes). Natural speech needs more steps and a larger model

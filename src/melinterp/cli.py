@@ -14,6 +14,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("melinterp.analyze", "run the audio and text front ends on a recording and plot the features"),
     "make-corpus": ("melinterp.data.corpus", "synthesise the multi-voice training corpus with espeak-ng and flite"),
+    "prepare-filelists": ("melinterp.data.importers",
+                          "train/val/test filelists from LJSpeech, LibriTTS(-R), VCTK or ESD as published"),
     "preprocess": ("melinterp.data.features", "compute and cache mel, f0, energy and phoneme ids for a filelist"),
     "train": ("melinterp.training.command", "train the text encoder, style encoder and mel U-Net (accelerate)"),
     "vocoder-mels": ("melinterp.training.vocoder_mels",
