@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -16,14 +17,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block finishes.
 
     Readers never see a half-written file: an exception or an interrupt leaves the old file (or none).
+    The file gets the permissions ``open(path, "w")`` would give it (see `usual_mode`), also when the block
+    replaces the temporary file by a new one rather than writing into it (safetensors >= 0.8 does: its own
+    temporary file is 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
         yield Path(tmp)
+        os.chmod(tmp, usual_mode(path))  # mkstemp made a 0600 file, and the block may have replaced it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -78,7 +82,37 @@ def write_json(path: str | os.PathLike, value) -> None:
         tmp.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``tensors`` (name -> contiguous CPU tensor) as a safetensors file, atomically, with the usual mode."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def usual_mode(path: str | os.PathLike) -> int:
+    """The permission bits ``open(path, "w")`` gives: an existing file's own, else `new_file_mode`."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return new_file_mode()
+
+
+def new_file_mode() -> int:
+    """The permission bits of a new file: 0o666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
 def _umask() -> int:
+    """The process umask, from /proc where there is one: setting and restoring it races with other threads."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

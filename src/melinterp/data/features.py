@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
-from melinterp.utils import atomic_path, write_json
+from melinterp.utils import save_safetensors, write_json
 
 CACHE_FORMAT = 1
 F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
@@ -278,8 +278,6 @@ class FeatureCache:
 
     def store(self, utterance: Utterance, features: dict[str, torch.Tensor], key: str | None = None) -> str:
         """Write ``features`` as the entry of ``utterance`` (atomically) and return its key."""
-        from safetensors.torch import save_file
-
         key = key or self.key(utterance)
         self.write_settings()
         metadata = {
@@ -287,8 +285,8 @@ class FeatureCache:
             "phonemes": str(features["phoneme_ids"].shape[0]), "wav": self._relative_wav(utterance),
             "sha1": _file_sha1(utterance.wav_path),
         }
-        with atomic_path(self.entry_path(key)) as temp_path:
-            save_file({name: tensor.contiguous() for name, tensor in features.items()}, temp_path, metadata)
+        save_safetensors({name: tensor.contiguous() for name, tensor in features.items()}, self.entry_path(key),
+                         metadata)
         return key
 
 

@@ -32,13 +32,14 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from melinterp.audio import FeatureConfig, mel_filterbank
+from melinterp.models.saving import UsualFileModesMixin
 
 MEL_INVERSIONS = ("nnls", "pinv")
 _MAGNITUDE_FLOOR = 1e-10  # linear magnitude; the front end's log clamp is 1e-5
 _LOG_MAGNITUDE_FLOOR = math.log(_MAGNITUDE_FLOOR)
 
 
-class GriffinLimVocoder(ModelMixin, ConfigMixin):
+class GriffinLimVocoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """Invert a log-mel (B, n_mels, T) to a waveform (B, T * hop_length) by NNLS + fast Griffin-Lim.
 
     Args:

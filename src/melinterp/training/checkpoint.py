@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from melinterp.utils import save_safetensors
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 
@@ -80,14 +82,14 @@ def save_checkpoint(directory: Path, *, models: dict[str, torch.nn.Module], ema:
     partial.mkdir()
     weights = {f"{name}.{key}": value.detach().cpu().contiguous()
                for name, module in models.items() for key, value in module.state_dict().items()}
-    save_file(weights, str(partial / "models.safetensors"))
-    save_file({key: value.detach().cpu().contiguous() for key, value in ema.items()},
-              str(partial / "ema.safetensors"))
+    save_safetensors(weights, partial / "models.safetensors")
+    save_safetensors({key: value.detach().cpu().contiguous() for key, value in ema.items()},
+                     partial / "ema.safetensors")
     for stem, each in _optimizer_files(optimizer).items():
         optim_tensors, optim_meta = flatten_optimizer_state(each.state_dict())
-        save_file(optim_tensors, str(partial / f"{stem}.safetensors"))
+        save_safetensors(optim_tensors, partial / f"{stem}.safetensors")
         (partial / f"{stem}.json").write_text(json.dumps(optim_meta, indent=1))
-    save_file(rng_state(), str(partial / "rng.safetensors"))
+    save_safetensors(rng_state(), partial / "rng.safetensors")
     (partial / "state.json").write_text(json.dumps(state, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)

@@ -85,15 +85,11 @@ def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_
 
 def save_model_mels(mels: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write `teacher_forced_mels`'s output as one safetensors file, atomically."""
-    from safetensors.torch import save_file
-
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_safetensors
 
     names = list(mels)
-    with atomic_path(path) as tmp:
-        save_file({f"mel.{i}": mels[name].contiguous() for i, name in enumerate(names)}, str(tmp),
-                  metadata={"recordings": json.dumps(names)})
-    return Path(path)
+    return save_safetensors({f"mel.{i}": mels[name].contiguous() for i, name in enumerate(names)}, path,
+                            metadata={"recordings": json.dumps(names)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
