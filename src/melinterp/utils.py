@@ -82,6 +82,41 @@ def write_json(path: str | os.PathLike, value) -> None:
         tmp.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """The text of ``path`` decoded as UTF-8 (a leading byte-order mark dropped); ``what`` names the file in errors
+    ("--text-file", "training config").
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        ValueError: ``path`` is not UTF-8 text: the message gives the line and the first byte that is not.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = error.object[:error.start].count(b"\n") + 1
+        raise ValueError(f"{what} {path} is not UTF-8 text: line {line} holds byte 0x{error.object[error.start]:02x} "
+                         f"({error.reason}); save the file as UTF-8") from None
+
+
+_JSON_TYPES = {dict: "object", list: "array"}
+
+
+def read_json_file(path: str | os.PathLike, what: str, kind: type = dict):
+    """The JSON value in ``path``, which must be a ``kind`` (dict: an object, list: an array); errors as
+    `read_text_file`, and a ValueError naming ``what`` and the file when it is not JSON or holds another type."""
+    text = read_text_file(path, what)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"{what} {path} must hold a JSON {_JSON_TYPES[kind]}, got {type(value).__name__}")
+    return value
+
+
 def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``tensors`` (name -> contiguous CPU tensor) as a safetensors file, atomically, with the usual mode."""
     from safetensors.torch import save_file
