@@ -3,6 +3,7 @@ output folders are checked before the long work starts."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -68,3 +69,118 @@ def test_training_checkpoints_give_every_file_the_usual_mode(tmp_path, known_uma
     modes = file_modes(path)
     assert "models.safetensors" in modes and "state.json" in modes
     assert modes == dict.fromkeys(modes, known_umask)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text and config files that are not UTF-8: the error names the file and the line, in one line
+# ---------------------------------------------------------------------------------------------------------------
+
+LATIN_1 = "One line.\nUne idée.\n".encode("latin-1")  # line 2 holds 0xe9, which UTF-8 does not start a character with
+
+
+def write_latin_1_case(tmp_path: Path, command: str) -> tuple[list[str], Path]:
+    """(argv, the file that is not UTF-8) for ``command``."""
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(LATIN_1)
+    if command == "synthesize":
+        ref = tmp_path / "ref.wav"
+        ref.write_bytes(b"")
+        return ["synthesize", "--text-file", str(bad), "--ref1", str(ref), "--out", str(tmp_path / "o.wav")], bad
+    if command == "train":
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"data": {"train_filelist": "train.txt", "cache_dir": "cache"},
+                                      "models": bad.name}))
+        return ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")], bad
+    if command == "evaluate":
+        corpus = tmp_path / "corpus"
+        (corpus / "filelists").mkdir(parents=True)
+        (corpus / "filelists" / "heldout.txt").write_text("../a.wav|A|Hello.\n")
+        (corpus / "triplets.jsonl").write_bytes(LATIN_1)
+        return ["evaluate", "--model", "unused", "--corpus", str(corpus), "--out", str(tmp_path / "out")], \
+            corpus / "triplets.jsonl"
+    assert command == "preprocess"
+    return ["preprocess", "--filelist", str(bad), "--cache-dir", str(tmp_path / "cache")], bad
+
+
+@pytest.mark.parametrize("command", ["synthesize", "train", "evaluate", "preprocess"])
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path, capsys, command):
+    from melinterp.cli import main
+
+    argv, bad = write_latin_1_case(tmp_path, command)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"melinterp {command}: error: ") and err.count("\n") == 1
+    assert f"{bad} is not UTF-8 text: line 2 holds byte 0xe9" in err
+
+
+def test_a_byte_order_mark_is_not_read_as_text(tmp_path):
+    from melinterp.utils import read_json_file, read_text_file
+
+    path = tmp_path / "notepad.txt"
+    path.write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert read_text_file(path, "file") == '{"a": 1}' and read_json_file(path, "file") == {"a": 1}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output folders and files are checked before the long work
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_long_work(monkeypatch):
+    """Make the long part of every command an error, so a test sees which checks come before it."""
+    import melinterp.analyze
+    import melinterp.data.corpus
+    import melinterp.data.features
+    import melinterp.evaluation.benchmark
+    import melinterp.training.trainer
+
+    def started(*args, **kwargs):
+        raise RuntimeError("the long work started")
+
+    monkeypatch.setattr(melinterp.analyze, "analyze", started)
+    monkeypatch.setattr(melinterp.data.corpus, "build_corpus", started)
+    monkeypatch.setattr(melinterp.data.features, "build_cache", started)
+    monkeypatch.setattr(melinterp.evaluation.benchmark, "load_model", started)
+    monkeypatch.setattr(melinterp.evaluation.benchmark, "load_pairs", started)
+    monkeypatch.setattr(melinterp.training.trainer, "Trainer", started)
+
+
+def output_argv(command: str, tmp_path: Path, out: Path) -> list[str]:
+    """A command line of ``command`` whose output is ``out`` and whose inputs are fine up to the long work."""
+    if command == "analyze":
+        return ["analyze", str(tmp_path / "speech.wav"), "--plot", str(out)]
+    if command == "make-corpus":
+        return ["make-corpus", "--out", str(out), "--preset", "tiny", "--quiet"]
+    if command == "evaluate":
+        return ["evaluate", "--model", "unused", "--corpus", str(tmp_path), "--out", str(out)]
+    if command == "preprocess":
+        return ["preprocess", "--filelist", str(tmp_path / "train.txt"), "--cache-dir", str(out)]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"data": {"train_filelist": "train.txt", "cache_dir": "cache"},
+                                  "models": {"text_encoder": {}, "style_encoder": {}, "unet": {}}}))
+    return ["train", "--config", str(config), "--output-dir", str(out)]
+
+
+OUTPUT_OPTIONS = {"analyze": "--plot", "make-corpus": "--out", "evaluate": "--out", "preprocess": "--cache-dir",
+                  "train": "--output-dir"}
+
+
+@pytest.mark.parametrize("command", OUTPUT_OPTIONS)
+@pytest.mark.parametrize("where", ["the wrong kind", "under a file"])
+def test_an_output_that_cannot_be_written_is_refused_before_the_long_work(tmp_path, capsys, no_long_work, command,
+                                                                           where):
+    from melinterp.cli import main
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    if where == "under a file":
+        out, expected = notes / "inside", f"{notes / 'inside'}: {notes} is a file, not a folder"
+    elif command == "analyze":  # its output is a file: a folder is the wrong kind
+        out = tmp_path / "plot.png"
+        out.mkdir()
+        expected = f"{out} is a folder, expected a .png file to write"
+    else:
+        out, expected = notes, f"{notes} is a file, expected a folder"
+    assert main(output_argv(command, tmp_path, out)) == 1
+    err = capsys.readouterr().err
+    assert err == f"melinterp {command}: error: {OUTPUT_OPTIONS[command]} {expected}\n"

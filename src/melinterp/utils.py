@@ -64,6 +64,50 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_writable_file(option: str, path: str | os.PathLike, kind: str = "a") -> None:
+    """Refuse, before any long work, an output file that could not be written: ``path`` is a folder, lies under a
+    file, or its folder (or the nearest existing one, as `atomic_path` makes the rest) takes no new files.
+
+    ``option`` ("--out") starts each message; ``kind`` (".wav") says what file was expected.
+
+    Raises:
+        ValueError: saying which of those it is.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder, expected {kind} file to write")
+    _check_can_write_in(option, path, path.absolute().parent)
+
+
+def check_writable_folder(option: str, folder: str | os.PathLike) -> None:
+    """Refuse, before any long work, an output folder that could not be made or written: ``folder`` is a file,
+    lies under a file, or its nearest existing folder takes no new files. ``option`` ("--out") starts each message.
+
+    Raises:
+        ValueError: saying which of those it is.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder} is a file, expected a folder")
+    _check_can_write_in(option, folder, folder.absolute())
+
+
+def _check_can_write_in(option: str, path: Path, folder: Path) -> None:
+    """``folder``, or the nearest of its parents that exists, is a folder in which ``path`` can be made."""
+    while not folder.exists() and not folder.is_symlink():
+        folder = folder.parent  # the missing folders are made on writing; the nearest existing one must allow it
+    if not folder.is_dir():
+        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {path}: cannot write in the folder {folder} (permission denied)")
+    try:  # os.access can be wrong (root, read-only mounts, ACLs): make and drop a file to be sure
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"{option} {path}: cannot write in the folder {folder} ({error.strerror})") from error
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write a matplotlib figure as a PNG, atomically, and close it (also when saving fails)."""
     import matplotlib.pyplot as plt

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
-from melinterp.utils import save_safetensors, write_json
+from melinterp.utils import check_writable_folder, save_safetensors, write_json
 
 CACHE_FORMAT = 1
 F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
@@ -462,6 +462,7 @@ def run(args: argparse.Namespace) -> int:
     from melinterp.audio import FeatureConfig
     from melinterp.text import TextConfig
 
+    check_writable_folder("--cache-dir", args.cache_dir)
     utterances = [utterance for filelist in args.filelist for utterance in read_filelist(filelist)]
     report = build_cache(utterances, args.cache_dir, FeatureConfig(), TextConfig(language=args.language),
                          f0_method=args.f0_method, jobs=args.jobs, progress=not args.quiet, skip_bad=args.skip_bad)

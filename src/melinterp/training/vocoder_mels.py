@@ -115,11 +115,11 @@ def run(args: argparse.Namespace) -> int:
 
     from melinterp.data import read_filelist
     from melinterp.evaluation.benchmark import load_model
+    from melinterp.utils import check_writable_file
 
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    if args.out.exists() and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a folder: give the path of a .safetensors file")
+    check_writable_file("--out", args.out, "a .safetensors")
     if args.threads:
         torch.set_num_threads(args.threads)
     utterances = [u for filelist in args.filelist for u in read_filelist(filelist)]
