@@ -9,7 +9,7 @@ import torch
 from conftest import harmonic_tone
 
 from melinterp import tiny_pipeline
-from melinterp.text import TextError, split_sentences
+from melinterp.text import MAX_CHUNK_CHARS, TextError, split_long_sentence, split_sentences
 
 # ---------------------------------------------------------------------------------------------------------------
 # split_sentences
@@ -49,6 +49,57 @@ def test_split_sentences_known_cases(text, sentences):
 def test_split_sentences_refuses_non_str():
     with pytest.raises(TypeError, match="text must be a str, got int"):
         split_sentences(3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long sentences: cut at clauses, else between words, into bounded pieces
+# ---------------------------------------------------------------------------------------------------------------
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven red apples fall under old bridges".split()
+
+
+def words_without_punctuation(count: int, seed: int = 0) -> str:
+    return " ".join(np.random.default_rng(seed).choice(WORDS, size=count))
+
+
+def test_400_words_without_punctuation_split_into_even_bounded_chunks():
+    text = words_without_punctuation(400)
+    chunks = split_sentences(text)
+    assert all(len(chunk) <= MAX_CHUNK_CHARS for chunk in chunks)
+    assert " ".join(chunks) == text  # every word, in order, none cut
+    assert len(chunks) > 1 and all(len(a) + 1 + len(b) > MAX_CHUNK_CHARS for a, b in zip(chunks, chunks[1:]))
+    lengths = [len(chunk) for chunk in chunks]
+    assert max(lengths) - min(lengths) <= max(map(len, WORDS)) + 1  # even: no short remnant at the end
+
+
+def test_a_long_sentence_is_cut_at_its_clauses():
+    clauses = [f"{words_without_punctuation(12, seed)}{mark}" for seed, mark in enumerate(",;:,,")]
+    sentence = " ".join(clauses) + " " + words_without_punctuation(12, 9) + "."
+    chunks = split_sentences(sentence, max_chars=200)
+    assert len(sentence) > 200 and all(len(chunk) <= 200 for chunk in chunks)
+    assert " ".join(chunks) == sentence
+    assert all(chunk[-1] in ",;:." for chunk in chunks)  # every cut follows a clause end
+
+
+@pytest.mark.parametrize("sentence, max_chars, pieces", [
+    ("We came, we saw, and then we left again", 20, ["We came, we saw,", "and then we", "left again"]),
+    ("He left—quickly and then — slowly", 20, ["He left—", "quickly and then —", "slowly"]),
+    ("one two -- three four - five six", 20, ["one two --", "three four -", "five six"]),
+    ("It cost 1,000,000 dollars in all", 20, ["It cost 1,000,000", "dollars in all"]),  # no clause end in a number
+    ("x" * 25 + " ab", 10, ["x" * 10, "x" * 10, "xxxxx ab"]),  # a run without spaces is cut where it must be
+    ("  short enough  ", 20, ["short enough"]),
+])
+def test_split_long_sentence_known_cases(sentence, max_chars, pieces):
+    assert split_long_sentence(sentence, max_chars) == pieces
+
+
+def test_the_bound_can_be_changed_or_lifted():
+    text = words_without_punctuation(100)
+    assert all(len(chunk) <= 80 for chunk in split_sentences(text, max_chars=80))
+    assert split_sentences(text, max_chars=None) == [text]
+    for bad in (0, -5, 2.5, True, "300"):
+        with pytest.raises(ValueError, match="max_chars must be a positive number of characters or None"):
+            split_sentences(text, max_chars=bad)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -147,6 +198,16 @@ def test_batch_of_texts_with_two_and_one_sentences_equals_single_calls(pipe):
     assert routing[0] == 1 and routing[first - 1] == 0
     assert np.all(routing[first:first + pause] == 0) and np.all(batch.ref1_mass[0, :, first:first + pause] == 0)
     assert routing[first + pause] == 1 and routing[first + pause + second - 1] == 0
+
+
+def test_a_long_sentence_is_synthesised_as_its_bounded_chunks(pipe):
+    """The pipeline takes `split_sentences`' pieces as it takes sentences: one item each, joined with pauses."""
+    text = words_without_punctuation(120)
+    chunks = split_sentences(text)
+    assert len(text) > 2 * MAX_CHUNK_CHARS and len(chunks) == 3
+    out = pipe(text, REF1, num_inference_steps=1, generator=seeded(0), output_type="mel")
+    alone = pipe(chunks, REF1, num_inference_steps=1, split_sentences=False, output_type="mel").lengths.tolist()
+    assert out.lengths.tolist() == [sum(alone) + 2 * pause_frames(pipe)]
 
 
 def test_sentences_of_a_text_get_different_noise(pipe):

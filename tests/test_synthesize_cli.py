@@ -275,6 +275,20 @@ def test_text_file_checks_every_line_before_writing_any(model_dir, refs, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lines.txt"]
 
 
+@pytest.mark.parametrize("text, message", [
+    ("\x00abc", "text holds the control character U+0000 (NUL) at index 0: "),
+    ("Read 你好 aloud.", "text holds letters that espeak-ng cannot read in language 'en-us': '你' (U+4F60, CJK)"),
+    ('Wait <break time="1s"/> now.', "text holds markup '<break time=\"1s\"/>' at index 5: "),
+])
+def test_text_that_cannot_be_spoken_as_written_is_a_one_line_error(model_dir, refs, tmp_path, capsys, text, message):
+    out = tmp_path / "speech.wav"
+    assert main(["synthesize", text, "--ref1", str(refs[0]), "--out", str(out), "--model", str(model_dir),
+                 "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"melinterp synthesize: error: {message}") and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_text_file_notes_stale_numbered_outputs_of_an_earlier_run(model_dir, refs, tmp_path, capsys):
     ref1, _ = refs
     lines = tmp_path / "lines.txt"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import random
+import re
 import subprocess
 import sys
 import warnings
@@ -144,6 +145,93 @@ def test_other_languages_only_collapse_whitespace():
 def test_normalize_rejects_bad_text(text, message):
     with pytest.raises(TextError, match=message):
         normalize_text(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("On 12/03/2024 we met.", "On December third, twenty twenty-four we met."),  # month first in American English
+    ("Due 3-7-2025.", "Due March seventh, twenty twenty-five."),
+    ("Born 7/4/99 at noon", "Born July fourth, ninety-nine at noon"),
+    ("Due 25/12/2024.", "Due December twenty-fifth, twenty twenty-four."),  # a first field over 12 is the day
+    ("The log says 2024-03-12.", "The log says March twelfth, twenty twenty-four."),  # ISO 8601
+    ("It opened March 12, 2024.", "It opened March twelfth, twenty twenty-four."),
+    ("By Sept. 3 or Feb 28th", "By September third or February twenty-eighth"),
+    ("on 4 July 1776", "on the fourth of July seventeen seventy-six"),
+    ("on the 4th of July", "on the fourth of July"),
+    ("13/13/2024 and 3/4", "thirteen/thirteen/twenty twenty-four and three/four"),  # not dates: left as numbers
+])
+def test_normalize_dates(text, expected):
+    assert normalize_text(text) == expected
+
+
+def test_dates_follow_the_variety_of_english():
+    assert normalize_text("12/03/2024", language="en-gb") == "the twelfth of March, twenty twenty-four"
+    assert normalize_text("2024-03-12", language="en-gb") == "the twelfth of March, twenty twenty-four"
+    assert normalize_text("March 12, 2024", language="en-gb") == "March twelfth, twenty twenty-four"
+
+
+@pytest.mark.parametrize("text, shown, index", [
+    ("\x00abc", "U+0000 (NUL)", 0),
+    ("ab\x07c", "U+0007 (BEL)", 2),
+    ("Hello\x1b[0m world", "U+001B (ESC)", 5),
+    ("one \x7f two", "U+007F (DEL)", 4),
+    ("caf\x85e", "U+0085", 3),
+])
+def test_control_characters_are_refused_naming_the_character_and_where(text, shown, index):
+    with pytest.raises(TextError, match=re.escape(f"control character {shown} at index {index}")):
+        normalize_text(text)
+
+
+def test_an_undecodable_byte_is_refused_as_not_utf8():
+    garbled = b"caf\xe9".decode("utf-8", errors="surrogateescape")  # what Python makes of a Latin-1 argv
+    with pytest.raises(TextError, match=r"U\+DCE9, which stands for the byte 0xe9, at index 3: .*not UTF-8"):
+        normalize_text(garbled)
+
+
+def test_ordinary_whitespace_and_invisible_marks_are_fine():
+    assert normalize_text("one\ttwo\r\nthree\x0bfour\x0cfive") == "one two three four five"
+    # a soft hyphen, a zero-width space, a word joiner or a byte-order mark inside a word leaves the word whole
+    assert normalize_text("\ufeffin\u00adcred\u200bi\u2060ble") == "incredible"
+
+
+@pytest.mark.parametrize("text, tag", [
+    ("<speak>Hello there.</speak>", "<speak>"),
+    ('Wait <break time="1s"/> now.', '<break time="1s"/>'),
+    ("A <b>bold</b> claim", "<b>"),
+    ("<p class='x'>Text</p>", "<p class='x'>"),
+    ('<?xml version="1.0"?><speak>Hi</speak>', '<?xml version="1.0"?>'),
+])
+def test_markup_is_refused_naming_the_tag(text, tag):
+    with pytest.raises(TextError, match=re.escape(f"markup {tag!r} at index {text.index(tag)}: ")):
+        normalize_text(text)
+
+
+@pytest.mark.parametrize("text", ["if x < y and y > z", "a<b and c>d", "use -> and <- arrows"])
+def test_angle_brackets_that_are_not_tags_are_text(text):
+    assert normalize_text(text) == text
+
+
+@pytest.mark.parametrize("text, language, shown", [
+    ("Hello 你好", "en-us", "'你' (U+4F60, CJK), '好' (U+597D, CJK)"),
+    ("Привет, мир", "en-gb", "'П' (U+041F, CYRILLIC)"),
+    ("Say مرحبا", "en-us", "'م' (U+0645, ARABIC)"),
+    ("the word Ελλάδα", "en-us", "'Ε' (U+0395, GREEK)"),
+    ("Bonjour こんにちは", "fr-fr", "'こ' (U+3053, HIRAGANA)"),
+])
+def test_a_script_the_language_cannot_read_is_refused_naming_the_language_option(text, language, shown):
+    with pytest.raises(TextError, match=re.escape(shown)) as error:
+        normalize_text(text, language=language)
+    assert f"language {language!r}" in str(error.value) and "TextConfig(language=" in str(error.value)
+
+
+@pytest.mark.parametrize("text, language", [
+    ("café, naïve, Zoë, façade, Øresund, Łódź, Straße, œuvre", "en-us"),
+    ("the α particle and π", "en-us"),  # a lone Greek letter is read by its name ("alpha", "pi")
+    ("Привет, мир, and hello", "ru"),  # Latin words in Russian text are read in English
+    ("Γειά σου", "el"),
+    ("你好", "cmn"),
+])
+def test_scripts_the_language_reads_are_kept(text, language):
+    assert normalize_text(text, language=language) == text
 
 
 # --- symbol table and ids ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from melinterp.text import TextConfig, TextProcessor
 from melinterp.training import TrainingConfig
 from melinterp.training.checkpoint import flatten_optimizer_state, unflatten_optimizer_state
 from melinterp.training.objective import compute_losses
+from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import Trainer, build_models, learning_rate_at
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +170,87 @@ def test_checkpoint_round_trips_a_dict_of_optimizers(tmp_path):
             for key, value in values.items():
                 assert torch.equal(torch.as_tensor(actual["state"][index][key]), torch.as_tensor(value)), (name, key)
 
+class TinyRun(TrainingRun):
+    """The checkpoint side of a trainer, without data: one linear layer, AdamW, the step as its state."""
+
+    def __init__(self, output_dir: Path, seed: int = 0):
+        torch.manual_seed(seed)
+        self.output_dir, self.step = output_dir, 0
+        self.models = {"net": torch.nn.Linear(3, 2)}
+        self.optimizer = torch.optim.AdamW(self.models["net"].parameters(), lr=0.1)
+        self.accelerator = SimpleNamespace(device=torch.device("cpu"), is_main_process=True,
+                                           unwrap_model=lambda model: model)
+
+    def _checkpoint_extras(self):
+        return {}, self.optimizer, {"step": self.step}
+
+    def _restore_extras(self, ema, state):
+        self.step = state["step"]
+
+    def train_and_save(self, steps: int) -> dict[str, torch.Tensor]:
+        from melinterp.training.checkpoint import save_checkpoint
+
+        for _ in range(steps):
+            self.models["net"](torch.randn(4, 3)).sum().backward()
+            self.optimizer.step()
+            self.step += 1
+        save_checkpoint(self.checkpoint_dir, models=self.models, ema={}, optimizer=self.optimizer,
+                        state={"step": self.step})
+        return {key: value.clone() for key, value in self.models["net"].state_dict().items()}
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# how a checkpoint file gets broken (a full disk, a crash of the machine, a hand edit), and what the skip must say
+BROKEN_CHECKPOINTS = {
+    "truncated models": (lambda c: truncate(c / "models.safetensors"), "models.safetensors"),
+    "truncated optimizer tensors": (lambda c: truncate(c / "optimizer.safetensors"), "optimizer.safetensors"),
+    "missing state": (lambda c: (c / "state.json").unlink(), "state.json"),
+    "state not JSON": (lambda c: (c / "state.json").write_text("{\"step\": 4,"), "state.json"),
+    "state without step": (lambda c: (c / "state.json").write_text("{}"), "state.json"),
+    "optimizer not JSON": (lambda c: (c / "optimizer.json").write_bytes(b"\xff garbage"), "optimizer.json"),
+    "optimizer of the wrong shape": (lambda c: (c / "optimizer.json").write_text("[1, 2]"), "optimizer.json"),
+    "optimizer of other groups": (lambda c: (c / "optimizer.json").write_text(
+        json.dumps({"param_groups": [], "scalars": {}})), "optimizer.json"),
+    "missing rng": (lambda c: (c / "rng.safetensors").unlink(), "rng.safetensors"),
+}
+
+
+@pytest.mark.parametrize("breakage", BROKEN_CHECKPOINTS)
+def test_resume_skips_a_broken_newest_checkpoint_and_says_why(tmp_path, capsys, breakage):
+    run = TinyRun(tmp_path)
+    at_two = run.train_and_save(2)
+    run.train_and_save(2)
+    newest = run.checkpoint_dir / "step-00000004"
+    breaks, file_name = BROKEN_CHECKPOINTS[breakage]
+    breaks(newest)
+
+    resumed = TinyRun(tmp_path, seed=1)  # other initial weights: everything must come from step 2
+    assert resumed.restore() == run.checkpoint_dir / "step-00000002"
+    assert resumed.step == 2
+    for key, value in at_two.items():
+        assert torch.equal(resumed.models["net"].state_dict()[key], value), key
+    message = capsys.readouterr().err
+    assert f"skipped checkpoint {newest.name}: " in message and str(newest / file_name) in message
+    assert message.count("\n") == 1
+
+
+def test_resume_with_no_intact_checkpoint_names_the_folder_and_each_problem(tmp_path):
+    run = TinyRun(tmp_path)
+    run.train_and_save(1)
+    run.train_and_save(1)
+    truncate(run.checkpoint_dir / "step-00000002" / "models.safetensors")
+    (run.checkpoint_dir / "step-00000001" / "state.json").unlink()
+    with pytest.raises(ValueError, match="no intact checkpoint") as error:
+        TinyRun(tmp_path).restore()
+    message = str(error.value)
+    assert str(run.checkpoint_dir) in message
+    assert "step-00000002" in message and "models.safetensors" in message
+    assert "step-00000001" in message and "state.json" in message
+
+
 def test_tiny_model_overfits_one_batch(tiny_corpus):
     config = TrainingConfig.from_file(tiny_corpus["config_path"])
     text_config = TextConfig()
@@ -226,6 +309,19 @@ def test_stopped_and_resumed_run_matches_uninterrupted_run(tiny_corpus, tmp_path
         assert (exported / name).is_dir(), name
     assert not list(exported.rglob("*.bin")) and list(exported.rglob("*.safetensors"))
     MelUNet2DConditionModel.from_pretrained(exported / "unet")
+
+
+@pytest.mark.slow
+def test_resume_falls_back_past_a_truncated_checkpoint(tiny_corpus, tmp_path, capsys):
+    config = TrainingConfig.from_file(tiny_corpus["config_path"])
+    Trainer(config, tmp_path / "run", max_steps=4, progress=False, export=False).train()  # checkpoints 3 and 4
+    truncate(tmp_path / "run" / "checkpoints" / "step-00000004" / "models.safetensors")
+    capsys.readouterr()
+    result = Trainer(config, tmp_path / "run", resume=True, max_steps=4, progress=False, export=False).train()
+    captured = capsys.readouterr()
+    assert "skipped checkpoint step-00000004: " in captured.err and "models.safetensors is truncated" in captured.err
+    assert f"resumed from {tmp_path / 'run' / 'checkpoints' / 'step-00000003'} at step 3" in captured.out
+    assert result.step == 4
 
 
 def test_validation_writes_losses_and_a_mel_picture(tiny_corpus, tmp_path):

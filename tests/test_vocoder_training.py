@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -317,6 +318,20 @@ def test_stopped_and_resumed_run_matches_the_uninterrupted_one(corpus, whole_run
     for a, b in zip(whole_log, split_log):
         for key in ("mel", "discriminator", "lr"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), (a["step"], key)
+
+
+def test_resume_falls_back_past_a_truncated_checkpoint_and_says_so(corpus, whole_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(whole_run, run)
+    broken = run / "checkpoints" / "step-00000004" / "models.safetensors"
+    broken.write_bytes(broken.read_bytes()[:1000])  # a disk that filled up while the checkpoint was written
+    assert train_vocoder(corpus / "configs" / "tiny.json", run, "--resume") == 0
+    captured = capsys.readouterr()
+    assert f"skipped checkpoint step-00000004: {broken} is truncated" in captured.err
+    assert f"resumed from {run / 'checkpoints' / 'step-00000002'} at step 2" in captured.out
+    # steps 3 and 4 again, from step 2: the same weights as the uninterrupted run's
+    assert_same_weights(generator_weights(run / "checkpoints" / "step-00000004"),
+                        generator_weights(whole_run / "checkpoints" / "step-00000004"))
 
 
 def test_init_from_starts_from_a_vocoder_folder(corpus, whole_run, tmp_path):

@@ -127,6 +127,10 @@ def plot(analysis: Analysis, path: Path, title: str = "") -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot is not None:
+        from melinterp.utils import check_writable_file
+
+        check_writable_file("--plot", args.plot, "a .png")
     analysis = analyze(args.audio, text=args.text, language=args.language, f0_method=args.f0_method)
     print(summary(analysis))
     if args.plot is not None:

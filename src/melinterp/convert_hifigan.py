@@ -18,7 +18,6 @@ torch and the model are imported inside functions, so ``melinterp --help`` stays
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -219,15 +218,9 @@ def infer_hifigan_preset(state: Mapping) -> str:
 def hifigan_config_from_official(config: str | os.PathLike | Mapping) -> dict:
     """`HiFiGANGenerator` arguments from the authors' config.json (a path or its dict); training keys are ignored."""
     if not isinstance(config, Mapping):
-        path = Path(config)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config {path}: no such file")
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"--config {path} is not a JSON file ({error})") from None
-        if not isinstance(config, Mapping):
-            raise ValueError(f"--config {path} holds a JSON {type(config).__name__}, not an object")
+        from melinterp.utils import read_json_file
+
+        config = read_json_file(config, "--config")
     missing = [key for key in _REQUIRED_OFFICIAL_KEYS if key not in config]
     if missing:
         raise ValueError(f"the HiFi-GAN config lacks {', '.join(missing)} (expected the authors' config.json keys)")

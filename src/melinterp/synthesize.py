@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 from pathlib import Path
 
 # Kept here (not imported from the pipeline) so that building the parser imports no torch; tests check they agree.
@@ -181,9 +180,9 @@ def _texts(args: argparse.Namespace) -> tuple[list[str], list[int]]:
     if args.text is not None and args.text_file is not None:
         raise ValueError("give the text either as an argument or with --text-file, not both")
     if args.text_file is not None:
-        if not args.text_file.is_file():
-            raise FileNotFoundError(f"--text-file {args.text_file}: no such file")
-        lines = [line.strip() for line in args.text_file.read_text(encoding="utf-8").splitlines()]
+        from melinterp.utils import read_text_file
+
+        lines = [line.strip() for line in read_text_file(args.text_file, "--text-file").splitlines()]
         numbered = [(number, line) for number, line in enumerate(lines, start=1) if line]
         if not numbered:
             raise ValueError(f"--text-file {args.text_file} has no non-empty line to speak")
@@ -212,6 +211,8 @@ def _check_texts(args: argparse.Namespace, texts: list[str], lines: list[int], t
 
 def _check_outputs(args: argparse.Namespace, outputs: list[Path], plots: list[Path | None]) -> None:
     """Refuse, before any loading, an output that is a reference (or the text file) or that cannot be written."""
+    from melinterp.utils import check_writable_file
+
     inputs = [("--ref1", args.ref1), ("--ref2", args.ref2), ("--text-file", args.text_file)]
     for option, paths in (("--out", outputs), ("--plot", plots)):
         for path in paths:
@@ -221,7 +222,7 @@ def _check_outputs(args: argparse.Namespace, outputs: list[Path], plots: list[Pa
                 if input_path is not None and _same_file(path, input_path):
                     raise ValueError(f"{option} and {input_option} name the same file ({path} and {input_path}): "
                                      f"writing {option} would overwrite it; choose another {option}")
-            _check_writable(option, path)
+            check_writable_file(option, path, "a .wav" if option == "--out" else "a .png")
 
 
 def _same_file(path: Path, other: Path) -> bool:
@@ -231,26 +232,6 @@ def _same_file(path: Path, other: Path) -> bool:
         return os.path.samefile(path, other)  # hard links, or a symbolic link in a parent folder
     except OSError:
         return False  # one of them does not exist
-
-
-def _check_writable(option: str, path: Path) -> None:
-    """`path` is not a folder, and its folder exists (or can be made under a folder) and takes new files."""
-    kind = "a .wav" if option == "--out" else "a .png"
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder, expected {kind} file to write")
-    folder = path.absolute().parent
-    while not folder.exists() and not folder.is_symlink():
-        folder = folder.parent  # atomic_path makes the missing folders; the nearest existing one must allow it
-    if not folder.is_dir():
-        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{option} {path}: cannot write in the folder {folder} (permission denied)")
-    try:  # os.access can be wrong (root, read-only mounts, ACLs): make and drop a file to be sure
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        raise ValueError(f"{option} {path}: cannot write in the folder {folder} ({error.strerror})") from error
 
 
 def _note_stale_outputs(args: argparse.Namespace, count: int) -> None:

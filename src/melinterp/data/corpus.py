@@ -800,7 +800,9 @@ def config_from_args(args: argparse.Namespace) -> CorpusConfig:
 
 def run(args: argparse.Namespace) -> int:
     from melinterp.data.engines import EnginePaths
+    from melinterp.utils import check_writable_folder
 
+    check_writable_folder("--out", args.out)
     config = config_from_args(args)
     paths = EnginePaths.resolve(espeak_bin=args.espeak_bin, espeak_data=args.espeak_data, flite_bin=args.flite_bin,
                                 deb_root=args.deb_root)

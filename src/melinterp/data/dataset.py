@@ -31,7 +31,7 @@ import torch
 from melinterp.audio import pitch_features
 from melinterp.data.features import FeatureCache
 from melinterp.data.filelists import Utterance, read_filelist
-from melinterp.utils import atomic_path
+from melinterp.utils import atomic_path, read_json_file
 
 UNKNOWN_SPEAKER_ID = -1
 
@@ -44,9 +44,8 @@ def write_speakers(path: str | os.PathLike, speakers: Sequence[str]) -> None:
 
 def read_speakers(path: str | os.PathLike) -> list[str]:
     """Load a speaker list written by :func:`write_speakers`."""
-    with open(path, encoding="utf-8") as file:
-        speakers = json.load(file)
-    if not isinstance(speakers, list) or not all(isinstance(name, str) for name in speakers):
+    speakers = read_json_file(path, "speaker list", kind=list)
+    if not all(isinstance(name, str) for name in speakers):
         raise ValueError(f"{path}: expected a JSON list of speaker names, got {type(speakers).__name__}")
     return speakers
 

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
-from melinterp.utils import atomic_path, write_json
+from melinterp.utils import check_writable_folder, save_safetensors, write_json
 
 CACHE_FORMAT = 1
 F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
@@ -308,8 +308,6 @@ class FeatureCache:
 
     def store(self, utterance: Utterance, features: dict[str, torch.Tensor], key: str | None = None) -> str:
         """Write ``features`` as the entry of ``utterance`` (atomically) and return its key."""
-        from safetensors.torch import save_file
-
         key = key or self.key(utterance)
         self.write_settings()
         metadata = {
@@ -317,8 +315,8 @@ class FeatureCache:
             "phonemes": str(features["phoneme_ids"].shape[0]), "wav": self._relative_wav(utterance),
             "sha1": _file_sha1(utterance.wav_path),
         }
-        with atomic_path(self.entry_path(key)) as temp_path:
-            save_file({name: tensor.contiguous() for name, tensor in features.items()}, temp_path, metadata)
+        save_safetensors({name: tensor.contiguous() for name, tensor in features.items()}, self.entry_path(key),
+                         metadata)
         return key
 
 
@@ -498,6 +496,7 @@ def run(args: argparse.Namespace) -> int:
     from melinterp.audio import FeatureConfig
     from melinterp.text import TextConfig
 
+    check_writable_folder("--cache-dir", args.cache_dir)
     utterances = [utterance for filelist in args.filelist for utterance in read_filelist(filelist)]
     report = build_cache(utterances, args.cache_dir, FeatureConfig(), TextConfig(language=args.language),
                          f0_method=args.f0_method, trim_db=args.trim_db, jobs=args.jobs, progress=not args.quiet, skip_bad=args.skip_bad)

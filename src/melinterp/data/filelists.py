@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from melinterp.utils import atomic_path
+from melinterp.utils import atomic_path, read_text_file
 
 SEPARATOR = "|"
 
@@ -64,10 +64,7 @@ def read_filelist(path: str | os.PathLike) -> list[Utterance]:
     path = Path(os.path.abspath(path))
     if not path.is_file():
         raise FileNotFoundError(f"filelist not found: {path}")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: filelist is not UTF-8 text ({error})") from None
+    content = read_text_file(path, "filelist")
 
     utterances = []
     for line_number, line in enumerate(content.splitlines(), start=1):

@@ -96,11 +96,13 @@ def load_pairs(corpus_dir: str | Path, max_pairs: int | None = None) -> list[Pai
         FileNotFoundError: ``corpus_dir`` or its ``filelists/heldout.txt`` / ``triplets.jsonl`` is missing.
         ValueError: a triplet lacks a key, or a speaker of a triplet has no held-out utterance.
     """
+    from melinterp.utils import read_text_file
+
     root, (heldout, triplets_path) = _corpus_files(corpus_dir, "filelists/heldout.txt", "triplets.jsonl")
     by_speaker = _heldout_by_speaker(heldout)
 
     pairs = []
-    lines = [line for line in triplets_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in read_text_file(triplets_path, "--corpus").splitlines() if line.strip()]
     for number, line in enumerate(lines, start=1):
         try:
             triplet = json.loads(line)
@@ -753,7 +755,7 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
     Returns:
         The report (as written to report.json).
     """
-    from melinterp.utils import atomic_path, write_json
+    from melinterp.utils import atomic_path, read_json_file, write_json
 
     sections = (sections,) if isinstance(sections, str) else tuple(sections)
     unknown = [name for name in sections if name not in SECTIONS]
@@ -782,7 +784,7 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
     settings = {"model": model_name, "corpus": str(Path(corpus_dir).resolve()), "steps": steps, "seed": seed}
     settings_path = work_dir / "settings.json"
     if settings_path.is_file():
-        previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        previous = read_json_file(settings_path, "--out")
         if previous != settings:
             raise ValueError(f"{work_dir} caches outputs made with {previous}, not {settings}: pass another --out, "
                              f"or delete {work_dir} to start again")
@@ -919,8 +921,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from melinterp.utils import check_writable_folder
+
     if args.device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
+    check_writable_folder("--out", args.out)
     # a bad corpus fails before the model loads
     if "modes" in args.sections:
         load_pairs(args.corpus, 1)

@@ -33,6 +33,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from melinterp.models.saving import UsualFileModesMixin
 from melinterp.models.vocoder import check_log_mel
 
 LRELU_SLOPE = 0.1  # inside the generator; the last activation keeps torch's default 0.01, as the authors' code does
@@ -90,7 +91,7 @@ class ResBlock2(nn.Module):
         return x
 
 
-class HiFiGANGenerator(ModelMixin, ConfigMixin):
+class HiFiGANGenerator(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """HiFi-GAN generator (Kong et al. 2020): log-mel (B, n_mels, T) -> waveform (B, T * hop_length) in [-1, 1].
 
     A drop-in vocoder for the pipeline (``pipe.vocoder = HiFiGANGenerator.from_pretrained(folder)``); build one from

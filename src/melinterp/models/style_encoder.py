@@ -25,6 +25,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from melinterp.models.saving import UsualFileModesMixin
+
 from .text_encoder import ChannelLayerNorm
 
 TIME_REDUCTION = 4  # two stride-2 stages
@@ -95,7 +97,7 @@ class AttentionPooling(nn.Module):
         return self.mlp(pooled)
 
 
-class StyleEncoder(ModelMixin, ConfigMixin):
+class StyleEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """Reference mel (B, n_mels, T_ref) -> :class:`StyleEncoderOutput` with S = ceil(T_ref / 4) tokens.
 
     Args:

@@ -29,6 +29,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from melinterp.models.saving import UsualFileModesMixin
+
 from .length_regulator import sequence_mask
 
 
@@ -186,7 +188,7 @@ class DurationPredictor(nn.Module):
         return self.proj(x * x_mask) * x_mask  # (B, 1, L)
 
 
-class TextEncoder(ModelMixin, ConfigMixin):
+class TextEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """Phoneme ids + global style vector -> prior mean ``mu_x`` (B, n_mels, L) and ``log_durations`` (B, 1, L).
 
     Args:

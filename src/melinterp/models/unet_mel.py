@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel, UNet2DConditionOutput
 
+from melinterp.models.saving import UsualFileModesMixin
 
-class MelUNet2DConditionModel(UNet2DConditionModel):
+
+class MelUNet2DConditionModel(UsualFileModesMixin, UNet2DConditionModel):
     """``UNet2DConditionModel`` for mel-spectrograms of any length, with style-token cross-attention only.
 
     It takes exactly ``UNet2DConditionModel``'s configuration (so ``save_pretrained`` / ``from_pretrained`` and

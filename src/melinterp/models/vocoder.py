@@ -32,13 +32,14 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from melinterp.audio import FeatureConfig, mel_filterbank
+from melinterp.models.saving import UsualFileModesMixin
 
 MEL_INVERSIONS = ("nnls", "pinv")
 _MAGNITUDE_FLOOR = 1e-10  # linear magnitude; the front end's log clamp is 1e-5
 _LOG_MAGNITUDE_FLOOR = math.log(_MAGNITUDE_FLOOR)
 
 
-class GriffinLimVocoder(ModelMixin, ConfigMixin):
+class GriffinLimVocoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """Invert a log-mel (B, n_mels, T) to a waveform (B, T * hop_length) by NNLS + fast Griffin-Lim.
 
     Args:
@@ -197,18 +198,15 @@ def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
     Raises:
         ValueError: no config.json, unreadable JSON, or a class that is not one of `VOCODER_CLASSES`.
     """
-    import json
     from pathlib import Path
 
     import melinterp
+    from melinterp.utils import read_json_file
 
     config = Path(folder) / "config.json"
     if not config.is_file():
         raise ValueError(f"{folder}: not a vocoder folder (no config.json)")
-    try:
-        class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as error:
-        raise ValueError(f"{config}: not a readable vocoder config ({error})") from None
+    class_name = read_json_file(config, "vocoder config").get("_class_name")
     if class_name not in VOCODER_CLASSES:
         raise ValueError(f"{config} names class {class_name!r}, which is not a melinterp vocoder "
                          f"({', '.join(VOCODER_CLASSES)})")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from melinterp.models.saving import UsualFileModesMixin
 from melinterp.models.vocoder import check_log_mel, inverse_stft, window_envelope
 
 
@@ -38,7 +39,7 @@ class ConvNeXtBlock(nn.Module):
         return x + (self.gamma * h).transpose(1, 2)
 
 
-class VocosVocoder(ModelMixin, ConfigMixin):
+class VocosVocoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
     """Log-mel (B, n_mels, T) -> waveform (B, T * hop_length), in [-1, 1].
 
     Args:

@@ -9,12 +9,13 @@ from .config import TextConfig
 from .errors import TextError
 from .normalize import normalize_text, number_to_words, ordinal_to_words, year_to_words
 from .processor import TextProcessor, intersperse
-from .split import split_sentences
+from .split import MAX_CHUNK_CHARS, split_long_sentence, split_sentences
 from .symbols import BLANK_ID, DEFAULT_SYMBOLS, PAD_ID, PUNCTUATION
 
 __all__ = [
     "BLANK_ID",
     "DEFAULT_SYMBOLS",
+    "MAX_CHUNK_CHARS",
     "PAD_ID",
     "PUNCTUATION",
     "TextConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "normalize_text",
     "number_to_words",
     "ordinal_to_words",
+    "split_long_sentence",
     "split_sentences",
     "year_to_words",
 ]

@@ -1,16 +1,22 @@
 """Text normalisation: spell out what espeak-ng would read badly, before phonemisation.
 
-For English, numbers, currency, percentages, times and abbreviations become words ("$3.50" -> "three dollars and
-fifty cents", "Dr." -> "doctor": espeak-ng reads "Dr." as "doctor" followed by a sentence break). For every other
-language espeak-ng's own number rules apply and only whitespace is collapsed.
+For English, numbers, currency, percentages, times, dates and abbreviations become words ("$3.50" -> "three dollars
+and fifty cents", "12/03/2024" -> "December third, twenty twenty-four", "Dr." -> "doctor": espeak-ng reads "Dr." as
+"doctor" followed by a sentence break). For every other language espeak-ng's own number rules apply and only
+whitespace is collapsed.
+
+What espeak-ng would read wrongly in any language is refused with a message naming it, not guessed at: control
+characters and markup (`check_text`; SSML and HTML tags are not interpreted), and letters of a script the language
+cannot read (Chinese or Cyrillic in English text), which espeak-ng would spell out letter by letter.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Callable
 
-from .errors import check_text
+from .errors import TextError, check_text
 
 _ONES = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -168,6 +174,59 @@ def _expand_abbreviations(text: str) -> str:
     return _ABBREVIATION_PATTERN.sub(expand, text)
 
 
+# --- dates ---------------------------------------------------------------------------------------------------------
+
+_MONTHS = "January February March April May June July August September October November December".split()
+_MONTH_NUMBERS = {name: number for number, name in enumerate(_MONTHS, start=1)} | {
+    "Jan": 1, "Feb": 2, "Mar": 3, "Apr": 4, "Jun": 6, "Jul": 7, "Aug": 8, "Sep": 9, "Sept": 9, "Oct": 10, "Nov": 11,
+    "Dec": 12}
+_MONTH = r"(?P<month>" + "|".join(sorted(_MONTH_NUMBERS, key=len, reverse=True)) + r")\b"
+_NUMERIC_DATE = re.compile(r"(?<![\w/.-])(?P<first>\d{1,2})(?P<sep>[/-])(?P<second>\d{1,2})(?P=sep)"
+                           r"(?P<year>\d{4}|\d{2})(?![\w/-]|\.\d)")
+_ISO_DATE = re.compile(r"(?<![\w/.-])(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})(?![\w-]|\.\d)")
+_MONTH_DAY = re.compile(r"\b" + _MONTH + r"\.?\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?\b(?![:.,]\d)")
+_DAY_MONTH = re.compile(r"(?P<the>\b[Tt]he\s+)?\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH)
+
+
+def _date_words(month: int, day: int, year: str | None, month_first: bool) -> str | None:
+    """ "March twelfth, twenty twenty-four" (``month_first``) or "the twelfth of March, ..."; None if no date."""
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        return None
+    words = (f"{_MONTHS[month - 1]} {ordinal_to_words(day)}" if month_first
+             else f"the {ordinal_to_words(day)} of {_MONTHS[month - 1]}")
+    return words if year is None else f"{words}, {_year_digits_to_words(year)}"
+
+
+def _year_digits_to_words(digits: str) -> str:
+    """ "2024" -> "twenty twenty-four"; a two-digit year as said: "99" -> "ninety-nine", "05" -> "oh five"."""
+    if len(digits) == 4:
+        return year_to_words(int(digits))
+    return number_to_words(int(digits)) if digits[0] != "0" else f"oh {_ONES[int(digits[1])]}"
+
+
+def _expand_dates(text: str, month_first: bool) -> str:
+    """Numeric dates (12/03/2024, 3-7-25: month first when ``month_first``, unless only the other order is a date),
+    ISO dates (2024-03-12) and named months with a day ("March 12", "Sept. 3", "4 July") become words."""
+    def numeric(match: re.Match) -> str:
+        first, second = int(match["first"]), int(match["second"])
+        month, day = (first, second) if month_first else (second, first)
+        if month > 12 >= day:  # only the other order is a date: 25/12/2024
+            month, day = day, month
+        return _date_words(month, day, match["year"], month_first) or match[0]
+
+    text = _NUMERIC_DATE.sub(numeric, text)
+    text = _ISO_DATE.sub(lambda m: _date_words(int(m["month"]), int(m["day"]), m["year"], month_first) or m[0], text)
+    text = _MONTH_DAY.sub(lambda m: _date_words(_MONTH_NUMBERS[m["month"]], int(m["day"]), None, True) or m[0], text)
+
+    def day_month(match: re.Match) -> str:  # "4 July", "the 4th of July": "the fourth of July"
+        words = _date_words(_MONTH_NUMBERS[match["month"]], int(match["day"]), None, month_first=False)
+        if words is None:
+            return match[0]
+        return match["the"] + words.removeprefix("the ") if match["the"] else words
+
+    return _DAY_MONTH.sub(day_month, text)
+
+
 # --- numbers -------------------------------------------------------------------------------------------------------
 
 _INTEGER = r"\d{1,3}(?:,\d{3})+|\d+"  # "1,000,000" or "1000000"
@@ -221,6 +280,64 @@ def _expand_numbers(text: str) -> str:
     return text
 
 
+# --- scripts -------------------------------------------------------------------------------------------------------
+
+# Script (the first word of a letter's Unicode name) -> the espeak-ng languages (codes before any "-") that read it.
+# espeak-ng spells a letter of any other script out by name ("Chinese letter", "Cyrillic pe"); Latin letters, and
+# scripts not listed here, are left to it.
+_SCRIPT_READERS = {
+    "CYRILLIC": ("ru", "uk", "be", "bg", "mk", "sr", "kk", "ky", "tt", "ba", "cv", "nog"),
+    "GREEK": ("el", "grc"),
+    "ARABIC": ("ar", "fa", "ur", "sd", "ug"),
+    "HEBREW": ("he",),
+    "CJK": ("cmn", "yue", "hak", "ja"),
+    "HIRAGANA": ("ja",), "KATAKANA": ("ja",), "HANGUL": ("ko",),
+    "DEVANAGARI": ("hi", "mr", "ne", "kok"), "BENGALI": ("bn", "as", "bpy"), "GURMUKHI": ("pa",),
+    "GUJARATI": ("gu",), "ORIYA": ("or",), "TAMIL": ("ta",), "TELUGU": ("te",), "KANNADA": ("kn",),
+    "MALAYALAM": ("ml",), "SINHALA": ("si",), "THAI": ("th",), "MYANMAR": ("my", "shn"), "GEORGIAN": ("ka",),
+    "ARMENIAN": ("hy", "hyw"), "ETHIOPIC": ("am", "ti"),
+}
+
+
+def _script(char: str) -> str:
+    return unicodedata.name(char, "").split(" ")[0]
+
+
+def _check_scripts(text: str, language: str, where: str) -> None:
+    """Refuse letters espeak-ng would spell out one by one in ``language``: say which, and name the option.
+
+    A lone Greek letter is kept in any language: espeak-ng reads it by its name ("the α particle" -> "alpha").
+    """
+    if text.isascii():
+        return
+    code = language.lower().split("-")[0]
+    unreadable: dict[str, tuple[int, str]] = {}  # letter -> (first index, script)
+    for index, char in enumerate(text):
+        if not char.isalpha() or char in unreadable:
+            continue
+        script = _script(char)
+        if code in _SCRIPT_READERS.get(script, (code,)):
+            continue
+        if script == "GREEK" and not any(0 <= i < len(text) and text[i].isalpha() and _script(text[i]) == "GREEK"
+                                         for i in (index - 1, index + 1)):
+            continue
+        unreadable[char] = (index, script)
+    if unreadable:
+        shown = ", ".join(f"{char!r} (U+{ord(char):04X}, {script})"
+                          for char, (_, script) in list(unreadable.items())[:5])
+        first_index, first_script = next(iter(unreadable.values()))
+        raise TextError(
+            f"text{where} holds letters that espeak-ng cannot read in language {language!r}: {shown} (the first at "
+            f"index {first_index}); it would spell them out one by one. Give text in the Latin alphabet, or set the "
+            f"language option to one that reads them (TextConfig(language={_SCRIPT_READERS[first_script][0]!r}), "
+            "with a model trained on it)")
+
+
+# Invisible characters that espeak-ng reads as a word break: a word with a soft hyphen or a zero-width space in it
+# would be read as two
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u2060\ufeff"))
+
+
 # --- punctuation ---------------------------------------------------------------------------------------------------
 
 _PUNCTUATION_RULES = [
@@ -245,19 +362,29 @@ def collapse_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
-def normalize_text(text: str, language: str = "en-us") -> str:
+def normalize_text(text: str, language: str = "en-us", where: str = "") -> str:
     """Normalise ``text`` for phonemisation in ``language`` (an espeak-ng language code).
 
-    English ("en", "en-us", "en-gb", ...): quotes and dashes, abbreviations, then numbers are spelled out, e.g.
-    ``"Dr. Smith paid $3.50 on the 22nd"`` -> ``"doctor Smith paid three dollars and fifty cents on the
-    twenty-second"``. Other languages: whitespace is collapsed and the rest is left to espeak-ng.
+    English ("en", "en-us", "en-gb", ...): quotes and dashes, abbreviations, dates, then numbers are spelled out,
+    e.g. ``"Dr. Smith paid $3.50 on 12/03/2024"`` -> ``"doctor Smith paid three dollars and fifty cents on December
+    third, twenty twenty-four"``. Numeric dates are read month first in American English ("en-us") and day first
+    in the others ("the twelfth of March"), unless only the other order is a date (25/12/2024); ISO dates
+    (2024-03-12) and named months ("March 12", "Sept. 3", "4 July") are read too. Other languages: whitespace is
+    collapsed and the rest is left to espeak-ng. In every language soft hyphens and zero-width spaces are dropped.
 
     Raises:
-        TextError: if ``text`` is not a str or is empty or blank.
+        TextError: naming the problem (and ``where``, e.g. " (item 2 of the batch)"): ``text`` is not a str, is
+            blank, holds a control character or markup (`check_text`: SSML and HTML tags are refused, not read),
+            or holds letters of a script that espeak-ng cannot read in ``language`` (Chinese, Cyrillic, Arabic ...
+            in English), which it would spell out one by one. Latin letters with accents ("café") are fine in
+            every language.
     """
-    check_text(text)
+    check_text(text, where)
+    _check_scripts(text, language, where)
+    text = text.translate(_INVISIBLE)
     if language.lower().startswith("en"):
         text = _normalize_punctuation(text)
         text = _expand_abbreviations(text)
+        text = _expand_dates(text, month_first=language.lower().startswith("en-us"))
         text = _expand_numbers(text)
     return collapse_whitespace(text)

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 
 from .config import TextConfig
-from .errors import TextError, check_text
+from .errors import TextError
 from .normalize import normalize_text
 from .phonemize import phonemize_normalized
 from .symbols import BLANK_ID, NUM_RESERVED_IDS, PAD_ID, PUNCTUATION
@@ -82,9 +82,10 @@ class TextProcessor:
 
     # --- text -> phonemes ----------------------------------------------------------------------------------------
 
-    def normalize(self, text: str) -> str:
-        """Spell out numbers and abbreviations (English) and collapse whitespace; see :func:`normalize_text`."""
-        return normalize_text(text, self.config.config.language)
+    def normalize(self, text: str, where: str = "") -> str:
+        """Spell out numbers, dates and abbreviations (English) and collapse whitespace; see :func:`normalize_text`
+        (``where`` goes into its error messages)."""
+        return normalize_text(text, self.config.config.language, where)
 
     def phonemize(self, text: str) -> str:
         """IPA phonemes of ``text``, words separated by spaces: "Hello world." -> "həlˈoʊ wˈɜːld."."""
@@ -94,13 +95,14 @@ class TextProcessor:
         """Phonemes of many texts in one espeak-ng call (far faster than one call per text).
 
         Raises:
-            TextError: naming the item, if a text is not a str, is blank, or has no phonemes (only punctuation).
+            TextError: naming the item, if a text is not a str, is blank, is not plain text or not in a script
+                the language reads (see :func:`normalize_text`), or has no phonemes (only punctuation).
         """
         if isinstance(texts, str) or not isinstance(texts, Sequence):
             raise TextError(f"texts must be a list of str, got {type(texts).__name__}; use phonemize() for one text")
         several = len(texts) > 1
         where = [f" (item {index} of the batch)" if several else "" for index in range(len(texts))]
-        normalized = [self.normalize(check_text(text, where[i])) for i, text in enumerate(texts)]
+        normalized = [self.normalize(text, where[i]) for i, text in enumerate(texts)]
         config = self.config.config
         phonemes = phonemize_normalized(normalized, config.language, config.with_stress, config.preserve_punctuation)
         for index, (text, phoneme_string) in enumerate(zip(texts, phonemes)):

@@ -10,7 +10,9 @@ A checkpoint folder ``step-00001000/`` holds
 - ``state.json``: step, epoch, batches done in that epoch, and the config it was trained with.
 
 The folder is written under a temporary name and renamed into place, so an interrupted save leaves no checkpoint
-that looks complete.
+that looks complete. A file damaged later (a disk that filled up, a crash of the machine, a hand edit) is found by
+`read_checkpoint`, which reads and checks every file before anything is restored; `TrainingRun.restore` then skips
+that checkpoint, saying which file and why, and resumes from the newest intact one.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from melinterp.utils import read_json_file, save_safetensors
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
 
@@ -80,14 +86,14 @@ def save_checkpoint(directory: Path, *, models: dict[str, torch.nn.Module], ema:
     partial.mkdir()
     weights = {f"{name}.{key}": value.detach().cpu().contiguous()
                for name, module in models.items() for key, value in module.state_dict().items()}
-    save_file(weights, str(partial / "models.safetensors"))
-    save_file({key: value.detach().cpu().contiguous() for key, value in ema.items()},
-              str(partial / "ema.safetensors"))
+    save_safetensors(weights, partial / "models.safetensors")
+    save_safetensors({key: value.detach().cpu().contiguous() for key, value in ema.items()},
+                     partial / "ema.safetensors")
     for stem, each in _optimizer_files(optimizer).items():
         optim_tensors, optim_meta = flatten_optimizer_state(each.state_dict())
-        save_file(optim_tensors, str(partial / f"{stem}.safetensors"))
+        save_safetensors(optim_tensors, partial / f"{stem}.safetensors")
         (partial / f"{stem}.json").write_text(json.dumps(optim_meta, indent=1))
-    save_file(rng_state(), str(partial / "rng.safetensors"))
+    save_safetensors(rng_state(), partial / "rng.safetensors")
     (partial / "state.json").write_text(json.dumps(state, indent=1, default=str))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -105,37 +111,125 @@ def list_checkpoints(directory: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))
 
 
-def load_checkpoint(path: Path, *, models: dict[str, torch.nn.Module],
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read back (missing, truncated, not JSON, the wrong shape); names the file."""
+
+
+@dataclass
+class CheckpointContents:
+    """Everything a checkpoint holds, read and checked, nothing restored yet."""
+
+    weights: dict[str, dict[str, torch.Tensor]]  # module name -> its state dict
+    ema: dict[str, torch.Tensor]
+    optimizers: dict[str, dict[str, Any]]  # file stem -> optimizer.state_dict()
+    rng: dict[str, torch.Tensor]
+    state: dict[str, Any]
+
+
+def read_checkpoint(path: Path, *, models: dict[str, torch.nn.Module],
                     optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
-                    device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Restore models, optimiser and RNG in place; return (ema tensors, trainer state)."""
-    weights = load_file(str(path / "models.safetensors"), device=str(device))
-    for name, module in models.items():
-        prefix = f"{name}."
-        own = {key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)}
-        try:
-            module.load_state_dict(own, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"checkpoint {path} does not match the configured '{name}': {error}") from None
-    for stem, each in _optimizer_files(optimizer).items():
-        optim_meta = json.loads((path / f"{stem}.json").read_text())
-        each.load_state_dict(unflatten_optimizer_state(load_file(str(path / f"{stem}.safetensors")), optim_meta))
-    set_rng_state(load_file(str(path / "rng.safetensors")))
-    ema = load_file(str(path / "ema.safetensors"), device=str(device))
-    state = json.loads((path / "state.json").read_text())
-    return ema, state
-
-
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Load ``state`` into ``model`` (cast to its dtypes) after checking that the keys and shapes fit exactly.
+                    state_keys: tuple[str, ...] = ("step",), device: torch.device | str = "cpu") -> CheckpointContents:
+    """Read every file of the checkpoint ``path`` and check it fits ``models`` and ``optimizer``; change nothing.
 
     Raises:
-        ValueError: names ``where`` and the first few missing, unexpected and differently shaped keys.
+        CheckpointError: a file is missing, truncated, not JSON or not of the shape written by `save_checkpoint`
+            (``state.json`` must hold an object with ``state_keys``); the message names the file.
+        ValueError: the weights are intact but do not fit the configured models (another config, not damage).
     """
+    weights = _read_tensors(path / "models.safetensors", device)
+    by_module = {}
+    for name, module in models.items():
+        prefix = f"{name}."
+        by_module[name] = {key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)}
+        check_state_fits(module, by_module[name], f"checkpoint {path} ({name})")
+    optimizers = {stem: _read_optimizer_state(path, stem, each, device)
+                  for stem, each in _optimizer_files(optimizer).items()}
+    rng = _read_tensors(path / "rng.safetensors", "cpu")
+    if "cpu" not in rng:
+        raise CheckpointError(f"{path / 'rng.safetensors'} holds no CPU generator state")
+    state = _read_json(path / "state.json")
+    missing = [key for key in state_keys if key not in state]
+    if missing or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"{path / 'state.json'} lacks {', '.join(missing) or 'an integer step'}")
+    return CheckpointContents(by_module, _read_tensors(path / "ema.safetensors", device), optimizers, rng, state)
+
+
+def load_checkpoint(path: Path, *, models: dict[str, torch.nn.Module],
+                    optimizer: torch.optim.Optimizer | dict[str, torch.optim.Optimizer],
+                    device: torch.device | str = "cpu",
+                    state_keys: tuple[str, ...] = ("step",)) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore models, optimiser and RNG in place; return (ema tensors, trainer state).
+
+    Every file is read and checked (`read_checkpoint`, whose errors this raises) before anything is restored, so a
+    broken checkpoint leaves the models and optimisers as they were.
+    """
+    contents = read_checkpoint(path, models=models, optimizer=optimizer, state_keys=state_keys, device=device)
+    for name, module in models.items():
+        module.load_state_dict(contents.weights[name], strict=True)
+    for stem, each in _optimizer_files(optimizer).items():
+        each.load_state_dict(contents.optimizers[stem])
+    set_rng_state(contents.rng)
+    return contents.ema, contents.state
+
+
+def _read_tensors(file: Path, device: torch.device | str) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing")
+    try:
+        return load_file(str(file), device=str(device))
+    except SafetensorError as error:
+        raise CheckpointError(f"{file} is truncated or not a safetensors file ({error})") from None
+    except OSError as error:
+        raise CheckpointError(f"{file} cannot be read ({error.strerror})") from None
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise CheckpointError(f"{file} is missing")
+    try:
+        return read_json_file(file, "checkpoint file")
+    except ValueError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def _read_optimizer_state(path: Path, stem: str, optimizer: torch.optim.Optimizer,
+                          device: torch.device | str) -> dict[str, Any]:
+    """``optimizer.state_dict()`` as saved in ``STEM.json`` + ``STEM.safetensors``, checked to fit ``optimizer``."""
+    meta_file = path / f"{stem}.json"
+    meta = _read_json(meta_file)
+    groups, scalars = meta.get("param_groups"), meta.get("scalars")
+    if not (isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)
+            and isinstance(scalars, dict)):
+        raise CheckpointError(f"{meta_file} does not hold an optimiser state (expected an object with param_groups, "
+                              "each with params, and scalars)")
+    expected, found = [len(g["params"]) for g in optimizer.param_groups], [len(g["params"]) for g in groups]
+    if found != expected:
+        raise CheckpointError(f"{meta_file} holds parameter groups of {found} parameters; the optimiser has "
+                              f"{expected}")
+    tensors = _read_tensors(path / f"{stem}.safetensors", device)
+    try:
+        return unflatten_optimizer_state(tensors, meta)
+    except (ValueError, AttributeError) as error:
+        raise CheckpointError(f"{meta_file} and {stem}.safetensors do not fit together ({error})") from None
+
+
+def check_state_fits(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Raise a ValueError naming ``where`` and the first few missing, unexpected and differently shaped keys,
+    unless ``state`` has exactly ``model``'s keys and shapes."""
     own = model.state_dict()
     missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
     wrong = sorted(k for k in own.keys() & state.keys() if own[k].shape != state[k].shape)
     if missing or unexpected or wrong:
         raise ValueError(f"{where} does not fit the configured model: missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}, other shapes {wrong[:5]}")
+
+
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``model`` (cast to its dtypes) after checking that the keys and shapes fit exactly.
+
+    Raises:
+        ValueError: as `check_state_fits`.
+    """
+    check_state_fits(model, state, where)
+    own = model.state_dict()
     model.load_state_dict({key: value.to(own[key].dtype) for key, value in state.items()})

@@ -26,7 +26,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str, init
 
 
 def check_run_arguments(args: argparse.Namespace, what: str) -> None:
-    """Refuse a non-positive time budget, and --init-from together with --resume (``what`` names the weights)."""
+    """Refuse a non-positive time budget, --init-from together with --resume (``what`` names the weights), and an
+    --output-dir that could not be written."""
+    from melinterp.utils import check_writable_folder
+
+    check_writable_folder("--output-dir", args.output_dir)
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
     if args.init_from is not None and args.resume:

@@ -7,10 +7,11 @@ against the config file's folder, so a config can sit beside its corpus.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from melinterp.utils import read_json_file
 
 
 @dataclass
@@ -81,7 +82,7 @@ class TrainingConfig:
             models_path = Path(models) if base_dir is None or Path(models).is_absolute() else base_dir / models
             if not models_path.is_file():
                 raise FileNotFoundError(f"model config file not found: {models_path}")
-            models = json.loads(models_path.read_text(encoding="utf-8"))
+            models = read_json_file(models_path, "model config file")
         missing = {"text_encoder", "style_encoder", "unet"} - set(models)
         if missing:
             raise ValueError(f"training config 'models' lacks {sorted(missing)}")
@@ -103,14 +104,7 @@ def read_config_json(path: Path, what: str) -> dict[str, Any]:
     """The JSON object in ``path`` with ``"source"`` set to the path; errors name ``what`` and the file."""
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{what} {path} is not UTF-8 text ({error})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{what} {path} must hold a JSON object, got {type(raw).__name__}")
+    raw = read_json_file(path, what)
     raw.setdefault("source", str(path))
     return raw
 

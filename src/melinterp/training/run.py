@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from melinterp.training.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from melinterp.training.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, save_checkpoint
 
 
 class TrainingRun:
@@ -32,6 +33,8 @@ class TrainingRun:
     @property
     def checkpoint_dir(self) -> Path:
         return self.output_dir / "checkpoints"
+
+    state_keys: tuple[str, ...] = ("step",)  # what `_restore_extras` reads from state.json
 
     def _checkpoint_extras(self) -> tuple[dict[str, torch.Tensor], object, dict]:
         """(EMA tensors, the optimiser or a dict of them, the trainer state for state.json)."""
@@ -53,16 +56,33 @@ class TrainingRun:
         return path
 
     def restore(self) -> Path | None:
-        """Continue from the newest checkpoint, if there is one; returns it."""
+        """Continue from the newest intact checkpoint, if there is one; returns it.
+
+        A checkpoint with a file missing, truncated (a full disk, a crash) or malformed is skipped with a line on
+        stderr naming it and why, and the next older one is tried.
+
+        Raises:
+            ValueError: there are checkpoints but none is intact (names the folder and each one's problem), or the
+                weights do not fit the configured models.
+        """
         checkpoints = list_checkpoints(self.checkpoint_dir)
         if not checkpoints:
             return None
-        latest = checkpoints[-1]
         optimizer = self._checkpoint_extras()[1]
-        ema, state = load_checkpoint(latest, models=self._unwrapped(), optimizer=optimizer,
-                                     device=self.accelerator.device)
-        self._restore_extras(ema, state)
-        return latest
+        problems = []
+        for path in reversed(checkpoints):
+            try:
+                ema, state = load_checkpoint(path, models=self._unwrapped(), optimizer=optimizer,
+                                             device=self.accelerator.device, state_keys=self.state_keys)
+            except CheckpointError as error:  # the message names the file
+                problems.append(str(error))
+                if self.accelerator.is_main_process:
+                    print(f"warning: skipped checkpoint {path.name}: {error}", file=sys.stderr)
+                continue
+            self._restore_extras(ema, state)
+            return path
+        raise ValueError(f"no intact checkpoint to resume from in {self.checkpoint_dir} ({'; '.join(problems)}): "
+                         "start a new run without --resume, in another --output-dir")
 
     def _unwrapped(self) -> dict[str, torch.nn.Module]:
         return {name: self.accelerator.unwrap_model(model) for name, model in self.models.items()}

@@ -179,6 +179,8 @@ class Trainer(TrainingRun):
         return {"step": self.step, "epoch": self.epoch, "batches_done": self.batches_done,
                 "config": self.config.to_dict()}
 
+    state_keys = ("step", "epoch", "batches_done")
+
     def _checkpoint_extras(self) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer, dict]:
         return self.ema.shadow, self.optimizer, self._state()
 

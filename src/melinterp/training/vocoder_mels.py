@@ -85,15 +85,11 @@ def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_
 
 def save_model_mels(mels: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write `teacher_forced_mels`'s output as one safetensors file, atomically."""
-    from safetensors.torch import save_file
-
-    from melinterp.utils import atomic_path
+    from melinterp.utils import save_safetensors
 
     names = list(mels)
-    with atomic_path(path) as tmp:
-        save_file({f"mel.{i}": mels[name].contiguous() for i, name in enumerate(names)}, str(tmp),
-                  metadata={"recordings": json.dumps(names)})
-    return Path(path)
+    return save_safetensors({f"mel.{i}": mels[name].contiguous() for i, name in enumerate(names)}, path,
+                            metadata={"recordings": json.dumps(names)})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,11 +115,11 @@ def run(args: argparse.Namespace) -> int:
 
     from melinterp.data import read_filelist
     from melinterp.evaluation.benchmark import load_model
+    from melinterp.utils import check_writable_file
 
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    if args.out.exists() and args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a folder: give the path of a .safetensors file")
+    check_writable_file("--out", args.out, "a .safetensors")
     if args.threads:
         torch.set_num_threads(args.threads)
     utterances = [u for filelist in args.filelist for u in read_filelist(filelist)]

@@ -466,17 +466,14 @@ class VocoderTrainer(TrainingRun):
         """The generator as a loadable vocoder folder (config.json + safetensors), and the discriminators beside it
         in ``discriminators.safetensors`` (for fine-tuning with ``--init-from``)."""
         if self.accelerator.is_main_process:
-            from safetensors.torch import save_file
-
-            from melinterp.utils import atomic_path
+            from melinterp.utils import save_safetensors
 
             models = self._unwrapped()
             models["generator"].to("cpu").save_pretrained(directory)
             models["generator"].to(self.accelerator.device)
             weights = {f"{name}.{key}": value.detach().cpu().contiguous()
                        for name in ("mpd", "mrd") for key, value in models[name].state_dict().items()}
-            with atomic_path(directory / "discriminators.safetensors") as tmp:
-                save_file(weights, str(tmp))
+            save_safetensors(weights, directory / "discriminators.safetensors")
         self.accelerator.wait_for_everyone()
         return directory
 
