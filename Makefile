@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.melinterp-installed
 # pip takes torch's CPU build from this machine's disk when asked for exactly this version.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+docs: setup
+	$(PY) -m pip install -q "sphinx>=7"  # the `docs` extra
+	$(PY) docs/figures.py docs/_generated
+	$(PY) -m sphinx -W --keep-going -b html -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 bench: setup
 	$(PY) examples/benchmarks/bench.py --json examples/output/bench.json
 
 clean:
-	rm -rf $(VENV) examples/output .pytest_cache src/*.egg-info
+	rm -rf $(VENV) examples/output .pytest_cache src/*.egg-info docs/_build docs/_generated

@@ -1,18 +1,15 @@
 """``melinterp prepare-filelists``: train/val/test filelists from public corpora, read as their publishers ship them.
 
-Each reader takes the corpus's own layout and text files and returns `Utterance` s (wav path, speaker, text):
+Each reader takes the corpus's own layout and text files (under ROOT) and returns utterances (wav path,
+speaker, text):
 
-=========  =============================================================================  =========================
-format     layout under ROOT                                                              speaker
-=========  =============================================================================  =========================
-ljspeech   ``metadata.csv`` (``id|text|normalised text``) and ``wavs/<id>.wav``          ``LJ``
-libritts   ``[subset/]SPEAKER/CHAPTER/<utt>.wav`` beside ``<utt>.normalized.txt``         the speaker id
-           (LibriTTS and LibriTTS-R alike)
-vctk       ``txt/pXXX/pXXX_NNN.txt`` and ``wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac``  ``pXXX``
-           (release 0.92; the older ``wav48/pXXX/pXXX_NNN.wav`` is read too)
-esd        ``SPEAKER/SPEAKER.txt`` (``id<TAB>text<TAB>emotion``) and                       ``SPEAKER_Emotion``
-           ``SPEAKER/EMOTION/[train|evaluation|test/]<id>.wav``
-=========  =============================================================================  =========================
+- ``ljspeech``: ``metadata.csv`` (``id|text|normalised text``) and ``wavs/<id>.wav``; one speaker, ``LJ``.
+- ``libritts`` (LibriTTS and LibriTTS-R): ``[subset/]SPEAKER/CHAPTER/<utt>.wav`` beside ``<utt>.normalized.txt``;
+  the speaker id.
+- ``vctk``: ``txt/pXXX/pXXX_NNN.txt`` and ``wav48_silence_trimmed/pXXX/pXXX_NNN_mic1.flac`` (release 0.92; the
+  older ``wav48/pXXX/pXXX_NNN.wav`` is read too); ``pXXX``.
+- ``esd``: ``SPEAKER/SPEAKER.txt`` (``id<TAB>text<TAB>emotion``) and
+  ``SPEAKER/EMOTION/[train|evaluation|test/]<id>.wav``; ``SPEAKER_Emotion``.
 
 For ESD the emotion is part of the speaker name, so a style reference carries it; the written ``import.json``
 gives the ``reference_group_pattern`` (training config, ``data`` section) that lets a reference be *another*

@@ -66,13 +66,18 @@ def pearson(x, y) -> float:
 def f0_metrics(audio, reference, config: FeatureConfig | None = None, *, alignment=None) -> dict[str, float]:
     """How well ``audio`` follows the pitch of a parallel ``reference`` (same text), after DTW on mel-cepstra.
 
-    Returns a dict of floats:
-        ``log_f0_rmse``: RMS difference of f0 in **semitones** (100 cents each) over aligned frames voiced in both.
-        ``f0_correlation``: Pearson correlation of log f0 over the same frames (0.0 if either contour is flat).
-        ``vuv_error``: share (0..1) of aligned frame pairs whose voicing disagrees.
-        ``voiced_pairs``: how many aligned frame pairs are voiced in both (what the first two rest on).
-    Raises ValueError when no aligned pair is voiced in both. ``alignment``: the result of `align` for the same
-    two waveforms, to share one WORLD analysis and DTW with `mcd`.
+    Args:
+        alignment: the result of `align` for the same two waveforms, to share one WORLD analysis and DTW with
+            `mcd`.
+
+    Returns:
+        log_f0_rmse: RMS difference of f0 in **semitones** (100 cents each) over aligned frames voiced in both.
+        f0_correlation: Pearson correlation of log f0 over the same frames (0.0 if either contour is flat).
+        vuv_error: share (0..1) of aligned frame pairs whose voicing disagrees.
+        voiced_pairs: how many aligned frame pairs are voiced in both (what the first two rest on).
+
+    Raises:
+        ValueError: no aligned pair is voiced in both.
     """
     check_speech(audio, _resolve_config(config), "audio")
     check_speech(reference, _resolve_config(config), "reference")

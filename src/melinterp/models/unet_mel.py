@@ -117,7 +117,7 @@ class MelUNet2DConditionModel(UsualFileModesMixin, UNet2DConditionModel):
             return_dict: return a ``UNet2DConditionOutput`` rather than a tuple.
 
         Returns:
-            ``UNet2DConditionOutput`` whose ``sample`` is (B, out_channels, n_mels, T), or the tuple ``(sample,)``.
+            sample: (B, out_channels, n_mels, T), in a ``UNet2DConditionOutput`` (or the tuple ``(sample,)``).
         """
         self._check_inputs(sample, encoder_hidden_states, encoder_attention_mask, mask)
         num_frames = sample.shape[-1]

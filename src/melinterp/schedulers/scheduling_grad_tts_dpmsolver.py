@@ -23,7 +23,7 @@ and the step returns the data prediction at t_end.
 
 Why the ODE default is "dpmsolver" with t_end = 0.02 (melinterp issue 7). With the bundled model, the 3 texts of
 examples/benchmarks/bench.py, ref high_f4.wav, seed 0, mel-MCD (dB) to the 100-step Euler output; Euler reaches
-3.99 / 2.34 / 1.19 / 0.45 at 4 / 10 / 25 / 50 steps:
+3.99 / 2.34 / 1.19 / 0.45 at 4 / 10 / 25 / 50 steps::
 
     N                               5      6      7      8     10     15     20
     dpmsolver++, t_end = 1e-3    57.8   19.0     -    6.34   3.30   1.43   1.00    (the old default)
