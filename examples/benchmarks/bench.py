@@ -64,7 +64,7 @@ import torch
 
 import melinterp
 from melinterp.pipelines.pipeline_mel_style_interpolation import MODES, MelStyleInterpolationPipeline
-from melinterp.schedulers import GradTTSDPMSolverScheduler, GradTTSScheduler
+from melinterp.schedulers import SCHEDULERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REF1 = REPO_ROOT / "examples" / "refs" / "low_robert.wav"
@@ -480,8 +480,7 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
 
     pipe = bench.pipe
     original = pipe.scheduler
-    schedulers = {"euler": GradTTSScheduler.from_config(original.config),
-                  "dpm": GradTTSDPMSolverScheduler.from_config(original.config)}
+    schedulers = {name: SCHEDULERS[name].from_config(original.config) for name in ("euler", "dpm")}
     euler_steps, dpm_steps = (QUICK_EULER_STEPS, QUICK_DPM_STEPS) if quick else (EULER_STEPS, DPM_STEPS)
     texts = SCHEDULER_TEXTS[:1] if quick else SCHEDULER_TEXTS
     runs = [("euler", s) for s in euler_steps] + [("dpm", s) for s in dpm_steps]
@@ -518,7 +517,7 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
     print(f"\n## Scheduler swap: distance to a {REFERENCE_STEPS}-step Euler reference (mode none, seed {SEED}, mean "
           f"over {len(texts)} sentences)\n")
     print(markdown_table(["scheduler", "steps", "MCD dB (audio)", "MCD dB (mel)", "mean |log-mel diff|", "wall s"],
-                         [[{"euler": "Euler", "dpm": "DPM-Solver 2M"}[r["scheduler"]], r["steps"],
+                         [[type(schedulers[r["scheduler"]]).__name__, r["steps"],
                            f"{r['mcd_db']:.3f}", f"{r['mel_mcd_db']:.3f}", f"{r['mel_mae']:.4f}",
                            f"{r['seconds']:.2f}"] for r in rows]))
     none_of = "none of " + ",".join(map(str, dpm_steps))
