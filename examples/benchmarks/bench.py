@@ -63,7 +63,8 @@ from pathlib import Path
 import torch
 
 import melinterp
-from melinterp.pipelines.pipeline_mel_style_interpolation import MODES, MelStyleInterpolationPipeline
+from melinterp.guidance import STRATEGIES
+from melinterp.pipelines import MelStyleInterpolationPipeline
 from melinterp.schedulers import SCHEDULERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +93,7 @@ QUICK_EULER_STEPS, QUICK_DPM_STEPS = (4, 10), (4, 7, 10)
 
 # each configuration is the keyword arguments of one pipeline call (ref2 is added for two-reference modes);
 # "encoded_refs": True passes the references as pipe.encode_reference(...) results, made once outside the timings
-MODE_CALLS = {mode: {"mode": mode} for mode in MODES}  # "freq" is freq_guidance="mask", the default
+MODE_CALLS = {mode: {"mode": mode} for mode in STRATEGIES}  # "freq" is freq_guidance="mask", the default
 RATIO_BASELINE = "freq mask"
 RATIO_CALLS = {
     RATIO_BASELINE: {"mode": "freq"},
@@ -239,7 +240,7 @@ class Bench:
         """One synthesis of `batch` copies of `text`, seeded; kwargs go to the pipeline (mode, guidance...)."""
         kwargs = dict(kwargs)
         ref1, ref2 = self.encoded_refs() if kwargs.pop("encoded_refs", False) else (self.ref1, self.ref2)
-        ref2 = ref2 if kwargs.get("mode", "none") != "none" else None
+        ref2 = ref2 if STRATEGIES[kwargs.get("mode", "none")].num_references == 2 else None
         batch = self.batch if batch is None else batch
         texts = text if batch == 1 else [text] * batch
         return self.pipe(texts, ref1, ref2, num_inference_steps=steps, output_type=output_type,

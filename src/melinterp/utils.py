@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -76,6 +79,18 @@ def write_json(path: str | os.PathLike, value) -> None:
     """Write ``value`` as indented, key-sorted UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a finite real number (a bool is not one)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def check_number(name: str, value, valid: Callable[[float], bool], expected: str) -> None:
+    """A ValueError "``name`` must be ``expected``, got ``value``" unless ``value`` is a finite real that is
+    ``valid``."""
+    if not is_real(value) or not valid(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def _umask() -> int:
