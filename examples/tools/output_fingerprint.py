@@ -164,7 +164,7 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def run_pipeline_jobs(pipe, arrays: Path | None) -> dict:
+def run_pipeline_jobs(pipe, arrays: Path | None, only: list[str] | None = None) -> dict:
     import torch
 
     base_config = pipe.scheduler.config
@@ -172,6 +172,8 @@ def run_pipeline_jobs(pipe, arrays: Path | None) -> dict:
     encodings = {}
     results = {}
     for name, job in pipeline_jobs().items():
+        if only and name not in only:
+            continue
         job = dict(job)
         scheduler_class, overrides = schedulers[job.pop("scheduler", "euler")]
         pipe.scheduler = scheduler_class.from_config(base_config, **overrides)
@@ -328,6 +330,7 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, help="also fingerprint `melinterp evaluate --quick` on this corpus")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pipeline", "cli", "demo"],
                         help="parts to leave out")
+    parser.add_argument("--only", nargs="*", metavar="JOB", help="run only these pipeline jobs (a quick check)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
                         help="compare two fingerprint files instead")
     args = parser.parse_args()
@@ -349,7 +352,7 @@ def main() -> int:
         if "pipeline" not in args.skip:
             pipe = MelStyleInterpolationPipeline.from_pretrained(melinterp.DEFAULT_MODEL)
             pipe.set_progress_bar_config(disable=True)
-            jobs.update(run_pipeline_jobs(pipe, args.arrays))
+            jobs.update(run_pipeline_jobs(pipe, args.arrays, args.only))
         if "cli" not in args.skip:
             jobs.update(run_cli_jobs(work))
         if "demo" not in args.skip:
