@@ -449,7 +449,7 @@ def test_smoothing_spreads_along_frequency():
 
 def test_pitch_mask_rejects_bad_input():
     f0 = np.full(10, 220.0)
-    with pytest.raises(AudioError, match="unknown pitch mask kind 'formant': expected one of band, harmonic"):
+    with pytest.raises(AudioError, match="pitch_mask must be one of 'band', 'harmonic', got 'formant'"):
         pitch_mask(f0, kind="formant", num_frames=10)
     with pytest.raises(AudioError, match="no voiced frames in the pitch reference"):
         pitch_mask(np.zeros(10), kind="band", num_frames=10)

@@ -203,15 +203,6 @@ def test_input_errors_are_one_line_messages(refs, tmp_path, monkeypatch, capsys,
     assert not (tmp_path / "out.wav").exists()
 
 
-def test_cli_choices_match_the_pipeline():
-    from melinterp.guidance import PITCH_MASK_KINDS
-    from melinterp.pipelines.pipeline_mel_style_interpolation import FREQ_GUIDANCE, MODES
-
-    assert synthesize.MODES == MODES
-    assert synthesize.FREQ_GUIDANCE == FREQ_GUIDANCE
-    assert synthesize.PITCH_MASKS == tuple(PITCH_MASK_KINDS)
-
-
 # --- inputs and outputs are checked before the model loads ---------------------------------------------------------
 
 @pytest.fixture

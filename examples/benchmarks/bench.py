@@ -63,8 +63,9 @@ from pathlib import Path
 import torch
 
 import melinterp
-from melinterp.pipelines.pipeline_mel_style_interpolation import MODES, MelStyleInterpolationPipeline
-from melinterp.schedulers import GradTTSDPMSolverScheduler, GradTTSScheduler
+from melinterp.guidance import STRATEGIES
+from melinterp.pipelines import MelStyleInterpolationPipeline
+from melinterp.schedulers import SCHEDULERS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REF1 = REPO_ROOT / "examples" / "refs" / "low_robert.wav"
@@ -92,7 +93,7 @@ QUICK_EULER_STEPS, QUICK_DPM_STEPS = (4, 10), (4, 7, 10)
 
 # each configuration is the keyword arguments of one pipeline call (ref2 is added for two-reference modes);
 # "encoded_refs": True passes the references as pipe.encode_reference(...) results, made once outside the timings
-MODE_CALLS = {mode: {"mode": mode} for mode in MODES}  # "freq" is freq_guidance="mask", the default
+MODE_CALLS = {mode: {"mode": mode} for mode in STRATEGIES}  # "freq" is freq_guidance="mask", the default
 RATIO_BASELINE = "freq mask"
 RATIO_CALLS = {
     RATIO_BASELINE: {"mode": "freq"},
@@ -239,7 +240,7 @@ class Bench:
         """One synthesis of `batch` copies of `text`, seeded; kwargs go to the pipeline (mode, guidance...)."""
         kwargs = dict(kwargs)
         ref1, ref2 = self.encoded_refs() if kwargs.pop("encoded_refs", False) else (self.ref1, self.ref2)
-        ref2 = ref2 if kwargs.get("mode", "none") != "none" else None
+        ref2 = ref2 if STRATEGIES[kwargs.get("mode", "none")].num_references == 2 else None
         batch = self.batch if batch is None else batch
         texts = text if batch == 1 else [text] * batch
         return self.pipe(texts, ref1, ref2, num_inference_steps=steps, output_type=output_type,
@@ -480,8 +481,7 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
 
     pipe = bench.pipe
     original = pipe.scheduler
-    schedulers = {"euler": GradTTSScheduler.from_config(original.config),
-                  "dpm": GradTTSDPMSolverScheduler.from_config(original.config)}
+    schedulers = {name: SCHEDULERS[name].from_config(original.config) for name in ("euler", "dpm")}
     euler_steps, dpm_steps = (QUICK_EULER_STEPS, QUICK_DPM_STEPS) if quick else (EULER_STEPS, DPM_STEPS)
     texts = SCHEDULER_TEXTS[:1] if quick else SCHEDULER_TEXTS
     runs = [("euler", s) for s in euler_steps] + [("dpm", s) for s in dpm_steps]
@@ -518,7 +518,7 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
     print(f"\n## Scheduler swap: distance to a {REFERENCE_STEPS}-step Euler reference (mode none, seed {SEED}, mean "
           f"over {len(texts)} sentences)\n")
     print(markdown_table(["scheduler", "steps", "MCD dB (audio)", "MCD dB (mel)", "mean |log-mel diff|", "wall s"],
-                         [[{"euler": "Euler", "dpm": "DPM-Solver 2M"}[r["scheduler"]], r["steps"],
+                         [[type(schedulers[r["scheduler"]]).__name__, r["steps"],
                            f"{r['mcd_db']:.3f}", f"{r['mel_mcd_db']:.3f}", f"{r['mel_mae']:.4f}",
                            f"{r['seconds']:.2f}"] for r in rows]))
     none_of = "none of " + ",".join(map(str, dpm_steps))

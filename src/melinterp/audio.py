@@ -47,6 +47,13 @@ class AudioError(ValueError):
     """Audio, f0 or mask input that the front end cannot use; the message says what was expected."""
 
 
+def check_pitch_mask_kind(kind) -> str:
+    """``kind`` if it names a pitch mask of `pitch_mask` (`PITCH_MASK_KINDS`), else an AudioError saying which do."""
+    if kind not in PITCH_MASK_KINDS:
+        raise AudioError(f"pitch_mask must be one of {', '.join(map(repr, PITCH_MASK_KINDS))}, got {kind!r}")
+    return kind
+
+
 class FeatureConfig(ConfigMixin):
     """Settings shared by the mel, f0, energy and pitch-mask front ends.
 
@@ -470,8 +477,7 @@ def pitch_mask(f0, config: FeatureConfig | None = None, *, kind: str = "band", n
         smooth: if > 0, Gaussian smoothing along frequency with this sigma in bins.
     """
     config = _resolve_config(config)
-    if kind not in PITCH_MASK_KINDS:
-        raise AudioError(f"unknown pitch mask kind {kind!r}: expected one of {', '.join(PITCH_MASK_KINDS)}")
+    check_pitch_mask_kind(kind)
     f0 = _as_float_samples(f0)
     if f0.ndim != 1 or not np.all(np.isfinite(f0)) or np.any(f0 < 0):
         raise AudioError(f"expected f0 as a finite, non-negative contour of shape (T,) in Hz, got shape {f0.shape}")

@@ -22,12 +22,7 @@ import math
 import os
 from pathlib import Path
 
-# Kept here (not imported from the pipeline) so that building the parser imports no torch; tests check they agree.
-MODES = ("none", "mix", "temporal", "freq", "dual_noise")
-PITCH_MASKS = ("band", "harmonic")
-FREQ_GUIDANCE = ("mask", "noise_tuning", "none")
 DEVICES = ("cpu", "cuda")
-SCHEDULERS = ("euler", "dpm")  # GradTTSScheduler, GradTTSDPMSolverScheduler
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes (a negative seed wraps around)
 
 
@@ -42,8 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ref2", type=Path, metavar="WAV",
                         help="reference recording 2 (every mode but none): the timbre in mode freq, the end in mode "
                              "temporal")
+    # the modes, pitch masks and schedulers are checked in `run` against the package's own tables, which building
+    # the parser does not import (they import torch)
     parser.add_argument("--mode", metavar="MODE",
-                        help=f"one of {', '.join(MODES)} (default: freq with --ref2, none without)")
+                        help="a mode of melinterp.guidance.STRATEGIES: none, mix, temporal, freq, dual_noise, ... "
+                             "(default: freq with --ref2, none without)")
     parser.add_argument("--out", type=Path, required=True, metavar="WAV", help="output wav (16-bit PCM)")
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="also write a PNG of the mel, the pitch mask or routing map, and the share of attention "
@@ -53,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model bundled with the package, melinterp.DEFAULT_MODEL)")
     parser.add_argument("--steps", type=int, default=10, metavar="N", help="denoising steps (default: 10)")
     parser.add_argument("--scheduler", default="euler", metavar="NAME",
-                        help="euler (the model's own, first order) or dpm (DPM-Solver 2M: about Euler-25's "
-                             "quality in 7 steps) (default: euler)")
+                        help="a scheduler of melinterp.schedulers.SCHEDULERS: euler (Grad-TTS's first-order "
+                             "solver, the bundled model's own), dpm (DPM-Solver 2M: about Euler-25's quality in 7 "
+                             "steps), ... (default: euler)")
     parser.add_argument("--vocoder", default="model", metavar="WHICH",
                         help="model (the model's own: the bundled model's is a trained Vocos), griffin-lim (no "
                              "weights), or a vocoder folder such as one from `melinterp convert-hifigan` or "
@@ -67,9 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crossfade", type=float, default=0.1,
                         help="mode temporal: crossfade width in seconds (default: 0.1)")
     parser.add_argument("--pitch-mask", default="band", metavar="KIND",
-                        help=f"mode freq: {' or '.join(PITCH_MASKS)} (default: band)")
+                        help="mode freq: band or harmonic (default: band)")
     parser.add_argument("--freq-guidance", default="mask", metavar="HOW",
-                        help=f"mode freq: {', '.join(FREQ_GUIDANCE)} (default: mask)")
+                        help="mode freq: mask, noise_tuning or none (default: mask)")
     parser.add_argument("--guidance-scale", type=float, default=1.0,
                         help="classifier-free guidance scale against the null style; 1 = none (default: 1)")
     parser.add_argument("--temperature", type=float, default=1.5,
@@ -78,14 +77,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from melinterp.audio import PITCH_MASK_KINDS
+    from melinterp.guidance import FREQ_GUIDANCE, STRATEGIES
+    from melinterp.schedulers import SCHEDULERS
+
     # 1. Check everything that needs no model, so a typo costs no loading time
     texts, lines = _texts(args)
     mode = args.mode or ("freq" if args.ref2 is not None else "none")
-    _check_choice("--mode", mode, MODES)
-    _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASKS)
+    _check_choice("--mode", mode, tuple(STRATEGIES))
+    _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASK_KINDS)
     _check_choice("--freq-guidance", args.freq_guidance, FREQ_GUIDANCE)
     _check_choice("--device", args.device, DEVICES)
-    _check_choice("--scheduler", args.scheduler, SCHEDULERS)
+    _check_choice("--scheduler", args.scheduler, tuple(SCHEDULERS))
     for option, path in (("--ref1", args.ref1), ("--ref2", args.ref2)):
         if path is not None and path.is_dir():
             raise ValueError(f"{option} {path} is a folder, expected a recording file (.wav, .flac, ...)")
@@ -119,10 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = load_pipeline(args.model or DEFAULT_MODEL, option="--model").to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    if args.scheduler == "dpm":
-        from melinterp.schedulers import GradTTSDPMSolverScheduler
-
-        pipe.scheduler = GradTTSDPMSolverScheduler.from_config(pipe.scheduler.config)
+    pipe.scheduler = SCHEDULERS[args.scheduler].from_config(pipe.scheduler.config)
     if args.vocoder != "model":
         pipe.vocoder = _load_vocoder(args.vocoder, pipe.feature_config).to(args.device)
 

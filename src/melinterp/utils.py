@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -181,6 +184,18 @@ def usual_mode(path: str | os.PathLike) -> int:
 def new_file_mode() -> int:
     """The permission bits of a new file: 0o666 less the process umask."""
     return 0o666 & ~_umask()
+
+
+def is_real(value) -> bool:
+    """Whether ``value`` is a finite real number (a bool is not one)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def check_number(name: str, value, valid: Callable[[float], bool], expected: str) -> None:
+    """A ValueError "``name`` must be ``expected``, got ``value``" unless ``value`` is a finite real that is
+    ``valid``."""
+    if not is_real(value) or not valid(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def _umask() -> int:

@@ -774,7 +774,9 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         raise ValueError(f"--quality-utterances must be >= 1, got {quality_utterances}")
     if not 0.0 < wer_voice_limit <= 1.0 or not math.isfinite(wer_voice_limit):
         raise ValueError(f"--wer-voice-limit must be a word error rate in (0, 1], got {wer_voice_limit}")
-    # a bad corpus fails before anything is synthesised
+    # a bad corpus, or a mode the package no longer has, fails before anything is synthesised
+    if "modes" in sections:
+        _check_modes(QUICK_ALPHAS if quick else FULL_ALPHAS)
     pairs = load_pairs(corpus_dir, max_pairs) if "modes" in sections else []
     utterances = load_quality_utterances(corpus_dir, quality_utterances) if "quality" in sections else []
     out_dir = Path(out_dir)
@@ -818,6 +820,18 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(report_markdown(report), encoding="utf-8")
     return report
+
+
+def _check_modes(alphas) -> None:
+    """Every pipeline call `score_pair` makes names a strategy of `melinterp.guidance.STRATEGIES` with options it
+    accepts (`make_strategy` raises the pipeline's own ValueError otherwise)."""
+    from melinterp.guidance import ModeOptions, make_strategy
+
+    calls = [{"mode": "none"}, *TRANSFER_MODES.values(), {"mode": "temporal"},
+             *({"mode": "mix", "alpha": float(alpha)} for alpha in alphas)]
+    for keywords in calls:
+        options = dict(keywords)
+        make_strategy(options.pop("mode"), ModeOptions(**options))
 
 
 def _evaluate_modes(pairs: list[Pair], synthesize: _Synthesizer, judges: _Judges, out_dir: Path, *, alphas,

@@ -1,27 +1,87 @@
-"""What every guidance strategy shares: the state of one sampling run, the conditioning of one U-Net call, and
-the three points where the pipeline's loop calls a strategy.
+"""What every guidance strategy shares: its registry, its inputs, and the points of the pipeline's loop it fills.
 
-The pipeline's loop, with the calls in plain sight::
+A strategy says what the U-Net is conditioned on and how its scores combine; the pipeline runs the loop
+(`MelStyleInterpolationPipeline.denoise`), with B items and n = ``strategy.num_trajectories`` samples per item::
 
-    weights = strategy.voice_weights(timing)               # what the text encoder hears of each voice
-    strategy.prepare(state)                               # routing map, pitch mask, keys (once)
+    weights = strategy.voice_weights()                        # what the text encoder hears of each voice
+    guidance = strategy.prepare(state)                        # conditionings (k per item), routing map, pitch mask
+    latents = prior samples                                   # (n B, n_mels, T)
     for i, t in enumerate(timesteps):
-        x = strategy.adjust_sample(state, x, t, i)        # noise tuning acts here
-        score = strategy.score(state, x, t, i)            # mix and dual noise act here
-        if guidance_scale != 1: score = s_uncond + w (score - s_uncond)
-        x = scheduler.step(score, t, x, mu_y).prev_sample
+        latents = strategy.adjust_latents(state, guidance, latents, t, i, unet_score)   # noise tuning, merging
+        scores = unet_score(strategy.model_input(guidance, latents, i), t, guidance.conditioning)  # (k B, ...)
+        score = strategy.combine_scores(guidance, scores, i)  # (n B, n_mels, T)
+        if guidance_scale != 1: score[:B] = s_uncond + w (score[:B] - s_uncond)
+        latents = scheduler.step(score, t, latents, mu_y).prev_sample
+    mel = latents[:B]
 
-A new strategy is a new file with a subclass; nothing else changes.
+`STRATEGIES` names every strategy (the pipeline's ``mode``, ``melinterp synthesize --mode``, the benchmarks). A new
+strategy is one new module in this folder with a `GuidanceStrategy` subclass that carries
+``@register_strategy("name")``; a strategy defined elsewhere registers the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from melinterp.models.style_encoder import StyleEncoderOutput
+from melinterp.models.style_encoder import StyleEncoderOutput, stack_styles
+from melinterp.utils import check_number
+
+#: every strategy class by mode name, filled by `register_strategy`
+STRATEGIES: dict[str, type[GuidanceStrategy]] = {}
+
+#: ``score(latents (k B, n_mels, T), t, conditioning, capture=None) -> (k B, n_mels, T)``: the U-Net's score under
+#: a conditioning, with an `AttentionStore` recording the ref1 mass when given
+ScoreFunction = Callable[..., torch.Tensor]
+
+
+def register_strategy(name: str):
+    """Class decorator: list a `GuidanceStrategy` subclass in `STRATEGIES` under ``name``."""
+
+    def register(strategy_class: type[GuidanceStrategy]) -> type[GuidanceStrategy]:
+        strategy_class.name = name
+        STRATEGIES[name] = strategy_class
+        return strategy_class
+
+    return register
+
+
+@dataclass(frozen=True)
+class ModeOptions:
+    """The pipeline's keywords that configure a mode (see `MelStyleInterpolationPipeline.__call__`); each strategy's
+    `GuidanceStrategy.from_options` reads those it uses."""
+
+    alpha: float = 0.5
+    boundary: float | int | str = 0.5
+    crossfade: float = 0.1
+    pitch_mask: str = "band"
+    freq_guidance: str = "mask"
+    routing_strength: float = 1.0
+    tuning: Any = None
+    dual_noise_map: str = "freq"
+    dual_noise_merge_step: int = 0
+
+
+def make_strategy(mode, options: ModeOptions) -> GuidanceStrategy:
+    """The strategy of a pipeline call: ``mode`` itself when it is a `GuidanceStrategy`, else the one
+    ``STRATEGIES[mode]`` makes of the call's options.
+
+    Every registered strategy checks the options it reads, whatever the mode, so that a bad value is an error even
+    where it would go unused (as a typo should be).
+    """
+    if isinstance(mode, GuidanceStrategy):
+        return mode
+    if not isinstance(mode, str) or mode not in STRATEGIES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, STRATEGIES))}, got {mode!r}")
+    strategies = {name: strategy_class.from_options(options) for name, strategy_class in STRATEGIES.items()}
+    return strategies[mode]
+
+
+def check_routing_strength(strength) -> None:
+    """The routing strengths a `melinterp.models.attention_processors.RoutingSpec` takes: a real >= 0."""
+    check_number("routing_strength", strength, lambda s: s >= 0, ">= 0")
 
 
 @dataclass
@@ -32,7 +92,7 @@ class Conditioning:
         style_tokens: (B, S, C) keys/values of cross-attention.
         token_mask: (B, S) bool, True on real tokens.
         style_vector: (B, style_dim) global style (the U-Net's ``class_labels``).
-        cross_attention_kwargs: routing / capture for `MelAttnProcessor`, or None.
+        cross_attention_kwargs: routing for `MelAttnProcessor`, or None.
     """
 
     style_tokens: torch.Tensor
@@ -45,56 +105,39 @@ class Conditioning:
     def attention_mask(self) -> torch.Tensor | None:
         """The token mask the U-Net gets: None when every token is real, so attention runs with no key bias."""
         if self._all_real is None:
-            self._all_real = bool(self.token_mask.all())  # checked once per conditioning, not per step
+            # checked once per conditioning, not per step (on a GPU it would wait for the queued work)
+            self._all_real = bool(self.token_mask.all())
         return None if self._all_real else self.token_mask
 
-    def with_kwargs(self, cross_attention_kwargs: dict[str, Any] | None) -> Conditioning:
-        """The same keys and style with other processor kwargs (routing, capture). The copy inherits the
-        all-real check, so a copy made every step does not repeat it (on a GPU it would wait for queued work)."""
-        copy = Conditioning(self.style_tokens, self.token_mask, self.style_vector, cross_attention_kwargs)
-        copy._all_real = self.attention_mask is None
-        return copy
+    @classmethod
+    def of(cls, style: StyleEncoderOutput) -> Conditioning:
+        """One reference's tokens and style vector."""
+        return cls(style.style_tokens, style.token_mask, style.style_vector)
 
     @classmethod
-    def of(cls, style: StyleEncoderOutput, style_vector: torch.Tensor | None = None) -> Conditioning:
-        """One reference's tokens, with its own style vector unless another is given."""
-        vector = style.style_vector if style_vector is None else style_vector
-        return cls(style.style_tokens, style.token_mask, vector)
-
-    @classmethod
-    def two_references(cls, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput,
-                       style_vector: torch.Tensor) -> Conditioning:
+    def two_references(cls, ref1: StyleEncoderOutput, ref2: StyleEncoderOutput, style_vector: torch.Tensor,
+                       cross_attention_kwargs: dict[str, Any] | None = None) -> Conditioning:
         """Keys = [ref1 tokens ; ref2 tokens] (B, S1 + S2, C): key index < S1 belongs to ref1."""
         return cls(
             torch.cat([ref1.style_tokens, ref2.style_tokens], dim=1),
             torch.cat([ref1.token_mask, ref2.token_mask], dim=1),
             style_vector,
+            cross_attention_kwargs,
         )
 
-    @staticmethod
-    def stack(first: Conditioning, second: Conditioning) -> Conditioning:
+    @classmethod
+    def stack(cls, first: Conditioning, second: Conditioning) -> Conditioning:
         """Both conditionings as one batch of 2B (tokens padded to the longer S, padding masked)."""
-        num_tokens = max(first.style_tokens.shape[1], second.style_tokens.shape[1])
-
-        def pad(c: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
-            extra = num_tokens - c.style_tokens.shape[1]
-            tokens = torch.nn.functional.pad(c.style_tokens, (0, 0, 0, extra))  # (B, S, C)
-            return tokens, torch.nn.functional.pad(c.token_mask, (0, extra), value=False)  # (B, S)
-
-        (tokens1, mask1), (tokens2, mask2) = pad(first), pad(second)
-        return Conditioning(torch.cat([tokens1, tokens2]), torch.cat([mask1, mask2]),
-                            torch.cat([first.style_vector, second.style_vector]))
+        return cls.of(stack_styles([first, second]))
 
 
 @dataclass
 class VoiceWeights:
     """The weight of ref1 (ref2 gets the rest) in what the text encoder hears of the voice: its style vector
-    (rhythm, the prior's spectral envelope) and its pitch condition, each a float for the whole utterance. A
-    strategy whose voice changes along the utterance gives one (B, L) weight per phoneme id as both: the pipeline
-    then blends the encoder's outputs under ref1 alone and under ref2 alone, phoneme by phoneme."""
+    (rhythm, the prior's spectral envelope) and its pitch condition, for the whole utterance."""
 
-    style: float | torch.Tensor = 1.0
-    pitch: float | torch.Tensor = 1.0
+    style: float = 1.0
+    pitch: float = 1.0
 
 
 @dataclass
@@ -114,6 +157,12 @@ class PhonemeTiming:
     phoneme_counts: list[int]
     add_blank: bool
     frames_per_second: float
+
+    def select(self, items: list[int]) -> PhonemeTiming:
+        """The timing of these items only."""
+        index = torch.tensor(items, device=self.durations.device)
+        return PhonemeTiming(self.durations[index], self.lengths[index], [self.phoneme_counts[b] for b in items],
+                             self.add_blank, self.frames_per_second)
 
     def per_phoneme(self, frame_weights: list[torch.Tensor]) -> torch.Tensor:
         """Average per-item frame weights ((T_b,) each) over each phoneme's frames -> (B, L).
@@ -135,43 +184,28 @@ class PhonemeTiming:
 
 @dataclass
 class GuidanceState:
-    """Everything one sampling run knows; items share T (the pipeline denoises equal-length items together).
+    """The inputs of one run of the loop; its items share T (the pipeline denoises equal-length items together).
 
     Args:
-        unet: the mel U-Net (with `MelAttnProcessor`s installed).
-        scheduler: the pipeline's scheduler (dual noise copies it for a second trajectory).
         mu_y: (B, n_mels, T) prior mean.
         y_mask: (B, 1, T) 1 on real frames.
-        ref1, ref2: style-encoder outputs of the references (ref2 None for one-reference modes).
-        null_style: the learned unconditional style (B, 1 token), for classifier-free guidance.
-        durations: (B, L) frames per phoneme id; phoneme_counts: (B,) symbols in each phoneme string.
-        add_blank: whether ids interleave blanks (symbol k is then id 2k + 1).
-        frames_per_second: sample_rate / hop_length.
-        ref1_f0: per item, ref1's f0 contour in Hz (0 = unvoiced), when the strategy asked for it.
-        capture: an `AttentionStore` recording the ref1 mass of the conditional call, or None.
-        second_noise: (B, n_mels, T) a second prior sample, when the strategy asked for one.
-
-    Set by `prepare`: `conditioning`, and where they apply `routing_map` (B, n_mels, T) and `pitch_mask`.
+        ref1, ref2: style-encoder outputs of each item's references (ref2 None for one-reference strategies).
+        ref1_analyses, ref2_analyses: the strategy's `GuidanceStrategy.reference_analyses` of each item's
+            reference, by name: a list of B arrays, e.g. "f0" (T_ref,) in Hz (0 = unvoiced).
+        timing: where the items' phonemes fall in time.
+        feature_config: the `FeatureConfig` of the mels.
+        padded_num_frames: T rounded up to the U-Net's downsampling factor, the width of the image it attends over.
     """
 
-    unet: Any
-    scheduler: Any
     mu_y: torch.Tensor
     y_mask: torch.Tensor
     ref1: StyleEncoderOutput
     ref2: StyleEncoderOutput | None
-    null_style: StyleEncoderOutput
+    ref1_analyses: dict[str, list]
+    ref2_analyses: dict[str, list]
+    timing: PhonemeTiming
     feature_config: Any
-    durations: torch.Tensor | None = None
-    phoneme_counts: list[int] | None = None
-    add_blank: bool = True
-    ref1_f0: list | None = None
-    capture: Any = None
-    second_noise: torch.Tensor | None = None
-    conditioning: Conditioning | None = None
-    routing_map: torch.Tensor | None = None
-    pitch_mask: torch.Tensor | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    padded_num_frames: int
 
     @property
     def batch_size(self) -> int:
@@ -182,80 +216,81 @@ class GuidanceState:
         return self.mu_y.shape[-1]
 
     @property
-    def frames_per_second(self) -> float:
-        return self.feature_config.sample_rate / self.feature_config.hop_length
-
-    @property
     def padded_size(self) -> tuple[int, int]:
-        """(n_mels, T_pad): the image the U-Net attends over (T rounded up to its downsampling factor)."""
-        return self.mu_y.shape[1], self.unet.padded_num_frames(self.num_frames)
+        """(n_mels, T_pad): the image the U-Net attends over."""
+        return self.mu_y.shape[1], self.padded_num_frames
 
     def pad_map(self, routing_map: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) -> (B, n_mels, T_pad), replicating the last frame, as routing maps must be."""
-        extra = self.padded_size[1] - self.num_frames
+        extra = self.padded_num_frames - self.num_frames
         return torch.nn.functional.pad(routing_map, (0, extra), mode="replicate") if extra else routing_map
 
 
+@dataclass
+class Guidance:
+    """What a strategy prepares for one run of the loop.
+
+    Args:
+        conditioning: the U-Net's keys and style, k B rows (the k conditionings of every item, one block each).
+        routing_map: (B, n_mels, T) weight of ref1 per cell, where the strategy has one (returned to the caller).
+        pitch_mask: (B, n_mels, T) ref1's pitch mask, where the strategy has one.
+    """
+
+    conditioning: Conditioning
+    routing_map: torch.Tensor | None = None
+    pitch_mask: torch.Tensor | None = None
+
+
 class GuidanceStrategy:
-    """Base strategy: one U-Net call per step on ref1's tokens; subclasses override the points where they act."""
+    """One U-Net call per step on ref1's tokens and style vector (mode "none"); subclasses override where they act.
 
-    #: references the strategy reads (the pipeline checks ref2 against it)
+    Class attributes (a strategy may set them per instance):
+        name: its key in `STRATEGIES` (set by `register_strategy`).
+        num_references: the references it reads, 1 or 2 (the pipeline checks ref2 against it).
+        reference_analyses: what it reads of each reference's waveform besides the style, names of
+            `melinterp.pipelines.references.ANALYSES` (e.g. ``("f0",)``); the pipeline provides them in the state.
+        captures_ref1_mass: whether its conditional call's keys are [ref1 ; ref2], so the ref1 mass means something.
+        num_trajectories: samples per item the loop carries (the rows of the latents, one block each).
+    """
+
+    name: str | None = None
     num_references: int = 1
-    #: whether `prepare` needs ref1's f0 contour (the pipeline extracts it only then)
-    needs_f0: bool = False
-    #: whether `prepare` needs a second prior sample (`state.second_noise`)
-    needs_second_noise: bool = False
-    #: whether the conditional call's keys are [ref1 ; ref2], so the ref1 mass means something
+    reference_analyses: tuple[str, ...] = ()
     captures_ref1_mass: bool = False
+    num_trajectories: int = 1
 
-    #: whether `voice_weights` reads the phoneme timing (the pipeline then blends the text encoder's outputs under
-    #: each reference alone by the per-phoneme weights that timing gives, keeping the first run's durations)
-    weights_follow_time: bool = False
+    @classmethod
+    def from_options(cls, options: ModeOptions) -> GuidanceStrategy:
+        """The strategy a pipeline call's mode options ask for (a ValueError naming the first bad one)."""
+        return cls()
 
-    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+    def voice_weights(self) -> VoiceWeights:
         """Weight of ref1 in the text encoder's style vector and pitch condition. Default: ref1 alone."""
         return VoiceWeights(1.0, 1.0)
 
-    def prepare(self, state: GuidanceState) -> None:
-        """Build `state.conditioning` (and routing map / pitch mask where the strategy has them)."""
-        state.conditioning = Conditioning.of(state.ref1)
+    def phoneme_weights(self, timing: PhonemeTiming) -> torch.Tensor | None:
+        """(B, L) weight of ref1 per phoneme id, for a voice that changes along the utterance (default None).
 
-    def adjust_sample(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
-        """Return the sample to denoise at step i (default: unchanged). x: (B, n_mels, T)."""
-        return x
+        The pipeline then blends, phoneme by phoneme, the text encoder's outputs under ref1 alone and under ref2
+        alone, keeping the durations of the `voice_weights` pass (`timing`).
+        """
+        return None
 
-    def score(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
-        """The conditional score (B, n_mels, T) at step i (default: one U-Net call on `state.conditioning`)."""
-        return unet_score(state, x, t, self._with_capture(state, state.conditioning))
+    def prepare(self, state: GuidanceState) -> Guidance:
+        """The conditioning of the loop, and the routing map / pitch mask where the strategy has them."""
+        return Guidance(Conditioning.of(state.ref1))
 
-    def unconditional_score(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The score under the learned null style (classifier-free guidance), without routing or capture."""
-        return unet_score(state, x, t, Conditioning.of(state.null_style))
+    def adjust_latents(self, state: GuidanceState, guidance: Guidance, latents: torch.Tensor, t: torch.Tensor,
+                       i: int, score: ScoreFunction) -> torch.Tensor:
+        """The latents (n B, n_mels, T) to denoise at step i (default: unchanged)."""
+        return latents
 
-    @staticmethod
-    def _with_capture(state: GuidanceState, conditioning: Conditioning) -> Conditioning:
-        if state.capture is None:
-            return conditioning
-        # keys are [ref1 ; ref2]: ref1's block is its own (padded) token count; the image is the padded one
-        state.capture.num_ref1_tokens = state.ref1.style_tokens.shape[1]
-        state.capture.sample_size = state.padded_size
-        kwargs = dict(conditioning.cross_attention_kwargs or {}, capture=state.capture)
-        return conditioning.with_kwargs(kwargs)
+    def model_input(self, guidance: Guidance, latents: torch.Tensor, i: int) -> torch.Tensor:
+        """The U-Net's samples at step i, one block per conditioning (k B, n_mels, T). Default: the latents,
+        repeated when there are more conditionings than trajectories."""
+        repeats = guidance.conditioning.style_tokens.shape[0] // latents.shape[0]
+        return latents if repeats == 1 else latents.repeat(repeats, 1, 1)
 
-
-def unet_score(state: GuidanceState, x: torch.Tensor, t: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-    """The U-Net's score for x (k*B, n_mels, T), k = 1 or 2 (two conditionings stacked), at time t in (0, 1].
-
-    Returns:
-        (k*B, n_mels, T).
-    """
-    repeats = x.shape[0] // state.batch_size
-    mu_y = state.mu_y.repeat(repeats, 1, 1)  # (k*B, n_mels, T)
-    y_mask = state.y_mask.repeat(repeats, 1, 1)  # (k*B, 1, T)
-    timestep = (t * 1000).to(x.dtype).expand(x.shape[0])  # diffusers' scale: t * 1000
-    sample = torch.stack([x, mu_y], dim=1)  # (k*B, 2, n_mels, T)
-    return state.unet(
-        sample, timestep, encoder_hidden_states=conditioning.style_tokens,
-        encoder_attention_mask=conditioning.attention_mask, class_labels=conditioning.style_vector, mask=y_mask,
-        cross_attention_kwargs=conditioning.cross_attention_kwargs,
-    ).sample[:, 0]
+    def combine_scores(self, guidance: Guidance, scores: torch.Tensor, i: int) -> torch.Tensor:
+        """The score of each trajectory (n B, n_mels, T) from the U-Net's (k B, n_mels, T). Default: as it is."""
+        return scores

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights, unet_score
+from melinterp.utils import check_number
+
+from .base import Conditioning, Guidance, GuidanceState, GuidanceStrategy, ModeOptions, VoiceWeights, register_strategy
 
 
+@register_strategy("mix")
 class MixGuidance(GuidanceStrategy):
     """Scores under ref1 and under ref2 (one U-Net call of 2B), combined with weight `alpha` on ref2.
 
@@ -20,15 +23,20 @@ class MixGuidance(GuidanceStrategy):
 
     num_references = 2
 
-    def __init__(self, alpha: float):
+    def __init__(self, alpha: float = 0.5):
+        check_number("alpha", alpha, lambda a: 0.0 <= a <= 1.0, "a weight of ref2 in [0, 1]")
         self.alpha = float(alpha)
 
-    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
+    @classmethod
+    def from_options(cls, options: ModeOptions) -> MixGuidance:
+        return cls(options.alpha)
+
+    def voice_weights(self) -> VoiceWeights:
         return VoiceWeights(1.0 - self.alpha, 1.0 - self.alpha)
 
-    def prepare(self, state: GuidanceState) -> None:
-        state.conditioning = Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2))
+    def prepare(self, state: GuidanceState) -> Guidance:
+        return Guidance(Conditioning.stack(Conditioning.of(state.ref1), Conditioning.of(state.ref2)))  # (2B, ...)
 
-    def score(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
-        score_ref1, score_ref2 = unet_score(state, torch.cat([x, x]), t, state.conditioning).chunk(2)
+    def combine_scores(self, guidance: Guidance, scores: torch.Tensor, i: int) -> torch.Tensor:
+        score_ref1, score_ref2 = scores.chunk(2)  # (B, n_mels, T) each
         return (1.0 - self.alpha) * score_ref1 + self.alpha * score_ref2

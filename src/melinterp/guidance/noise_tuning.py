@@ -21,7 +21,7 @@ import torch
 
 from melinterp.models.attention_processors import AttentionStore
 
-from .base import GuidanceState, unet_score
+from .base import Guidance, GuidanceState, ScoreFunction
 from .frequency import FrequencyRouting
 
 
@@ -84,24 +84,25 @@ class NoiseTuning(FrequencyRouting):
         super().__init__(pitch_mask, route=False)
         self.tuning = NoiseTuningConfig() if tuning is None else tuning
 
-    def adjust_sample(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor, i: int) -> torch.Tensor:
+    def adjust_latents(self, state: GuidanceState, guidance: Guidance, latents: torch.Tensor, t: torch.Tensor,
+                       i: int, score: ScoreFunction) -> torch.Tensor:
         if not self.tuning.t_end <= float(t) <= self.tuning.t_start:
-            return x
+            return latents
         for _ in range(int(self.tuning.iterations)):
-            gradient = self.loss_gradient(state, x, t)  # (B, n_mels, T)
+            gradient = self.loss_gradient(state, guidance, latents, t, score)  # (B, n_mels, T)
             rms = gradient.pow(2).mean((1, 2), keepdim=True).sqrt()  # (B, 1, 1)
-            x = x - self.tuning.step_size * torch.where(rms > 0, gradient / rms.clamp_min(1e-20), 0.0)
-        return x
+            latents = latents - self.tuning.step_size * torch.where(rms > 0, gradient / rms.clamp_min(1e-20), 0.0)
+        return latents
 
-    def loss_gradient(self, state: GuidanceState, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def loss_gradient(self, state: GuidanceState, guidance: Guidance, x: torch.Tensor, t: torch.Tensor,
+                      score: ScoreFunction) -> torch.Tensor:
         """dL/dx_t (B, n_mels, T) from one U-Net forward with the ref1 mass captured (graph kept)."""
-        store = AttentionStore(layers=self.tuning.layers, num_ref1_tokens=state.ref1.style_tokens.shape[1],
-                               sample_size=state.padded_size, detach=False)
-        conditioning = state.conditioning.with_kwargs({"capture": store})
+        store = AttentionStore(num_ref1_tokens=state.ref1.style_tokens.shape[1], sample_size=state.padded_size,
+                               layers=self.tuning.layers)
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            unet_score(state, x, t, conditioning)
-            ref1_mass = store.ref1_mass(size=state.padded_size)[..., : state.num_frames]  # (B, n_mels, T)
-            loss = noise_tuning_loss(ref1_mass, state.pitch_mask, state.y_mask, self.tuning.gamma).sum()
+            score(x, t, guidance.conditioning, store)
+            ref1_mass = store.ref1_mass()[..., : state.num_frames]  # (B, n_mels, T)
+            loss = noise_tuning_loss(ref1_mass, guidance.pitch_mask, state.y_mask, self.tuning.gamma).sum()
             (gradient,) = torch.autograd.grad(loss, x)
         return gradient * state.y_mask

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .base import GuidanceStrategy
+from .base import GuidanceStrategy, register_strategy
 
 
+@register_strategy("none")
 class SingleReference(GuidanceStrategy):
     """Keys = ref1's tokens; the text encoder and the U-Net both get ref1's style vector. The base behaviour."""

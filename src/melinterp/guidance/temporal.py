@@ -21,7 +21,19 @@ import numbers
 import torch
 
 from melinterp.models.attention_processors import RoutingSpec, temporal_routing_map
-from .base import Conditioning, GuidanceState, GuidanceStrategy, PhonemeTiming, VoiceWeights
+from melinterp.utils import check_number
+
+from .base import (
+    Conditioning,
+    Guidance,
+    GuidanceState,
+    GuidanceStrategy,
+    ModeOptions,
+    PhonemeTiming,
+    VoiceWeights,
+    check_routing_strength,
+    register_strategy,
+)
 
 
 def parse_boundary(boundary) -> tuple[str, float]:
@@ -93,31 +105,17 @@ def frame_weights(boundary, crossfade: float, timing: PhonemeTiming) -> list[tor
     return weights
 
 
-def temporal_voice_weights(boundary, crossfade: float, timing: PhonemeTiming | None) -> VoiceWeights:
-    """What the text encoder hears in a temporal split: the equal blend in the first pass (it decides the
-    durations), then per phoneme the routing map's mean over the phoneme's frames."""
-    if timing is None:
-        return VoiceWeights(0.5, 0.5)
-    weights = timing.per_phoneme(frame_weights(boundary, crossfade, timing))  # (B, L)
-    return VoiceWeights(weights, weights)
-
-
 def temporal_map(state: GuidanceState, boundary, crossfade: float) -> torch.Tensor:
     """(B, n_mels, T) routing map: 1 (ref1) before each item's boundary, 0 (ref2) after, crossfade in seconds."""
-    n_mels, num_frames = state.mu_y.shape[1], state.num_frames
-    maps = [
-        temporal_routing_map(
-            num_frames,
-            boundary_frame(boundary, state.durations[b], num_frames, state.frames_per_second,
-                           state.phoneme_counts[b], state.add_blank),
-            crossfade=crossfade * state.frames_per_second,
-            n_mels=n_mels,
-        )
-        for b in range(state.batch_size)
-    ]
-    return torch.cat(maps).to(state.mu_y)  # (B, n_mels, T)
+    profiles = torch.stack(frame_weights(boundary, crossfade, state.timing))  # (B, T), the same in every mel bin
+    return profiles.unsqueeze(1).expand(-1, state.mu_y.shape[1], -1).contiguous().to(state.mu_y)
 
 
+def check_crossfade(crossfade) -> None:
+    check_number("crossfade", crossfade, lambda c: c >= 0, "a width >= 0 in seconds")
+
+
+@register_strategy("temporal")
 class TemporalRouting(GuidanceStrategy):
     """Keys = [ref1 ; ref2]; routing bias from a map over time.
 
@@ -135,19 +133,26 @@ class TemporalRouting(GuidanceStrategy):
     num_references = 2
     captures_ref1_mass = True
 
-    def __init__(self, boundary, crossfade: float = 0.1, strength: float = 1.0):
+    def __init__(self, boundary=0.5, crossfade: float = 0.1, strength: float = 1.0):
         parse_boundary(boundary)
+        check_crossfade(crossfade)
+        check_routing_strength(strength)
         self.boundary, self.crossfade, self.strength = boundary, float(crossfade), float(strength)
 
-    weights_follow_time = True
+    @classmethod
+    def from_options(cls, options: ModeOptions) -> TemporalRouting:
+        return cls(options.boundary, options.crossfade, options.routing_strength)
 
-    def voice_weights(self, timing: PhonemeTiming | None = None) -> VoiceWeights:
-        return temporal_voice_weights(self.boundary, self.crossfade, timing)
+    def voice_weights(self) -> VoiceWeights:
+        return VoiceWeights(0.5, 0.5)  # the durations, which decide where the boundary falls, are the equal blend's
 
-    def prepare(self, state: GuidanceState) -> None:
-        state.routing_map = temporal_map(state, self.boundary, self.crossfade)  # (B, n_mels, T)
-        routing = RoutingSpec(state.pad_map(state.routing_map), num_ref1_tokens=state.ref1.style_tokens.shape[1],
+    def phoneme_weights(self, timing: PhonemeTiming) -> torch.Tensor:
+        return timing.per_phoneme(frame_weights(self.boundary, self.crossfade, timing))  # (B, L)
+
+    def prepare(self, state: GuidanceState) -> Guidance:
+        routing_map = temporal_map(state, self.boundary, self.crossfade)  # (B, n_mels, T)
+        routing = RoutingSpec(state.pad_map(routing_map), num_ref1_tokens=state.ref1.style_tokens.shape[1],
                               strength=self.strength)
         vector = 0.5 * (state.ref1.style_vector + state.ref2.style_vector)
-        state.conditioning = Conditioning.two_references(state.ref1, state.ref2, vector)
-        state.conditioning.cross_attention_kwargs = {"routing": routing}
+        conditioning = Conditioning.two_references(state.ref1, state.ref2, vector, {"routing": routing})
+        return Guidance(conditioning, routing_map=routing_map)

@@ -9,8 +9,8 @@ log-weight bias on the cross-attention logits,
     logits[q, k] += strength * log(1 - R_q)    for k in ref2's block,
 
 so that, before normalisation, ref1's weights are multiplied by R_q and ref2's by 1 - R_q (R_q = 0.5 changes
-nothing). It can also record, on the layers and denoising steps an `AttentionStore` asks for, the per-query
-**ref1 mass** (sum of attention probabilities over ref1's key block), keeping the autograd graph for noise tuning.
+nothing). It can also record, on the layers an `AttentionStore` asks for, the per-query **ref1 mass** (sum of
+attention probabilities over ref1's key block), keeping the autograd graph for noise tuning.
 
 Neither needs an (N, S) tensor. The bias is a sum of products of a query term and a key term,
 
@@ -20,7 +20,7 @@ Neither needs an (N, S) tensor. The bias is a sum of products of a query term an
 [q, a / scale], keys [k, b], and one fused `scaled_dot_product_attention` call with `scale = d^-1/2` computes
 softmax(q k^T / sqrt(d) + bias) exactly. The ref1 mass is the attention-weighted mean of the indicator k < S1, so
 it rides in an extra value dimension. Head dimensions are padded with zeros to a multiple of 8, which the fused
-kernels want. Only `AttentionStore(store_probs=True)` materialises the probabilities.
+kernels want. No attention probabilities are ever materialised.
 
 Geometry (verified against diffusers' `Transformer2DModel`, which flattens a (B, C, H, W) feature map with
 `permute(0, 2, 3, 1).reshape(B, H * W, C)`): the query index is `h * W + w`, i.e. frequency-major, with
@@ -32,7 +32,8 @@ bias (B, 1, S) with 0 = keep and -10000 = discard, which reaches `attn2` as `att
 `only_cross_attention=True`, `attn1` also attends to the style tokens but receives the *self*-attention mask.
 `MelUNet2DConditionModel` passes the token mask there too, so nothing more is needed with it; with a stock
 `UNet2DConditionModel`, pass the same keep-mask as `key_padding_mask` in `cross_attention_kwargs` and the processor
-applies it on every cross-attention layer.
+applies it on every cross-attention layer. On a self-attention layer (a stock U-Net's mid block) the processor is
+diffusers' `AttnProcessor2_0`, unchanged.
 """
 
 from __future__ import annotations
@@ -223,8 +224,7 @@ class RoutingSpec:
         )
         return self.strength * log_weights  # (B, N, 2)
 
-    def query_log_weights(self, num_queries: int, batch_size: int, height: int | None = None,
-                          width: int | None = None) -> torch.Tensor:
+    def query_log_weights(self, num_queries: int, batch_size: int) -> torch.Tensor:
         """strength * [log R_q, log(1 - R_q)] for every query of a layer: the query side of the bias.
 
         Returns:
@@ -235,11 +235,7 @@ class RoutingSpec:
                 f"routing_map has batch {self.routing_map.shape[0]} but the U-Net batch is {batch_size}; "
                 f"give one map per sample or a single map (batch 1) for all"
             )
-        if height is None:
-            height, width = query_grid(num_queries, self.sample_size)
-        if (height, width) in self._log_weights:
-            return self._log_weights[(height, width)]
-        return self._resized_log_weights(height, width)  # a grid of some other U-Net's padding
+        return self._log_weights[query_grid(num_queries, self.sample_size)]
 
     def key_blocks(self, num_keys: int) -> torch.Tensor:
         """One-hot block of every key, [k < S1, k >= S1]: the key side of the bias.
@@ -255,18 +251,6 @@ class RoutingSpec:
         is_ref1 = torch.arange(num_keys, device=self.routing_map.device) < self.num_ref1_tokens
         return torch.stack([is_ref1, ~is_ref1], dim=-1).float()  # (S, 2)
 
-    def bias(self, num_queries: int, num_keys: int, batch_size: int, height: int | None = None,
-             width: int | None = None) -> torch.Tensor:
-        """The additive log-weight bias for one layer, materialised (the processor folds it instead).
-
-        Returns:
-            (B, 1, N, S), broadcast over heads.
-        """
-        blocks = self.key_blocks(num_keys)  # (S, 2)
-        log_weights = self.query_log_weights(num_queries, batch_size, height, width)  # (B or 1, N, 2)
-        bias = log_weights @ blocks.T  # (B or 1, N, S)
-        return bias.expand(batch_size, -1, -1).unsqueeze(1)  # (B, 1, N, S)
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Capture
@@ -278,109 +262,60 @@ class AttentionRecord:
     """One recorded cross-attention call.
 
     Attributes:
-        layer: the attention module's name in the U-Net, e.g. "down_blocks.0.attentions.0.transformer_blocks.0.attn2".
-        step: the denoising step index the pipeline had set on the store.
+        layer: the attention module's name in the U-Net, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn2".
         ref1_mass: (B, F, L) attention probability mass on ref1's key block, averaged over heads.
-        probs: (B, heads, F*L, S) full probabilities, only when the store has `store_probs=True`.
     """
 
     layer: str
-    step: int
     ref1_mass: torch.Tensor
-    probs: torch.Tensor | None = None
 
 
 @dataclass
 class AttentionStore:
-    """Records cross-attention on chosen layers and steps; passed as `cross_attention_kwargs={"capture": store}`.
-
-    The pipeline sets `store.step = i` (and may toggle `store.active`) at each step of its loop.
+    """Records the ref1 mass of cross-attention layers; passed as `cross_attention_kwargs={"capture": store}`.
 
     Args:
-        layers: layer names or dotted prefixes to record ("down_blocks.1", "up_blocks.1.attentions.0"); None = all
+        num_ref1_tokens: S1; keys are [ref1 tokens ; ref2 tokens], so key index < S1 belongs to ref1.
+        sample_size: (n_mels, T) of the image the U-Net attends over (T after its padding): each layer's queries lie
+            on a grid of it, and `ref1_mass` resizes every record back to it.
+        layers: layer names or dotted prefixes to record ("down_blocks.1", "up_blocks.2.attentions.0"); None = all
             cross-attention layers. Names are those given by `install_processors`.
-        steps: step indices to record; None = every step.
-        num_ref1_tokens: S1, key index < S1 belongs to ref1; may be omitted when a `RoutingSpec` is passed too.
-        sample_size: (n_mels, T) of the U-Net image; may be omitted when a `RoutingSpec` is passed too.
         detach: store detached tensors (inference only); False keeps the graph for gradients (noise tuning).
-        store_probs: also keep the full probabilities (B, heads, N, S) of each record.
     """
 
+    num_ref1_tokens: int
+    sample_size: tuple[int, int]
     layers: Iterable[str] | None = None
-    steps: Iterable[int] | None = None
-    num_ref1_tokens: int | None = None
-    sample_size: tuple[int, int] | None = None
     detach: bool = False
-    store_probs: bool = False
-    step: int = 0
-    active: bool = True
     records: list[AttentionRecord] = field(default_factory=list, repr=False)
 
     def __post_init__(self):
-        if isinstance(self.layers, str):
-            self.layers = (self.layers,)
-        self.layers = None if self.layers is None else tuple(self.layers)
-        self.steps = None if self.steps is None else frozenset(int(s) for s in self.steps)
+        if self.layers is not None:
+            self.layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
 
-    def reset(self) -> None:
-        """Forget every record (keep the selection)."""
-        self.records = []
+    def should_record(self, layer: str) -> bool:
+        """Whether a cross-attention call of `layer` is recorded."""
+        return self.layers is None or any(layer == p or layer.startswith(p + ".") for p in self.layers)
 
-    def should_record(self, layer: str | None) -> bool:
-        """Whether a cross-attention call of `layer` at the current step is recorded."""
-        if not self.active or (self.steps is not None and self.step not in self.steps):
-            return False
-        if self.layers is None:
-            return True
-        if layer is None:
-            return False
-        return any(layer == p or layer.startswith(p + ".") for p in self.layers)
+    def record(self, layer: str, ref1_mass: torch.Tensor) -> None:
+        self.records.append(AttentionRecord(layer, ref1_mass.detach() if self.detach else ref1_mass))
 
-    def record(self, layer: str, ref1_mass: torch.Tensor, probs: torch.Tensor | None = None) -> None:
-        if self.detach:
-            ref1_mass = ref1_mass.detach()
-            probs = None if probs is None else probs.detach()
-        self.records.append(AttentionRecord(layer, self.step, ref1_mass, probs if self.store_probs else None))
-
-    def ref1_mass(
-        self,
-        size: tuple[int, int] | None = None,
-        layers: Iterable[str] | None = None,
-        steps: Iterable[int] | None = None,
-        mode: str = "bilinear",
-    ) -> torch.Tensor:
-        """The mass each mel cell gives to ref1, averaged over recorded layers, heads and steps.
-
-        Args:
-            size: (n_mels, T) output size; default `store.sample_size`.
-            layers: restrict to these layer names / prefixes; None = all records.
-            steps: restrict to these steps; None = all records.
-            mode: "bilinear" or "nearest" upsampling of the coarse levels.
+    def ref1_mass(self) -> torch.Tensor:
+        """The mass each cell of the image gives to ref1, averaged over the recorded layers, heads and calls, the
+        coarse levels upsampled bilinearly.
 
         Returns:
-            (B, n_mels, T) in [0, 1], differentiable unless `detach=True`.
+            (B, n_mels, T) of `sample_size`, in [0, 1]; differentiable unless `detach=True`.
         """
-        size = size if size is not None else self.sample_size
-        if size is None:
-            raise ValueError("ref1_mass needs size=(n_mels, T) (or store.sample_size)")
-        layers = None if layers is None else tuple([layers] if isinstance(layers, str) else layers)
-        steps = None if steps is None else {int(s) for s in steps}
-        chosen = [
-            r
-            for r in self.records
-            if (steps is None or r.step in steps)
-            and (layers is None or any(r.layer == p or r.layer.startswith(p + ".") for p in layers))
-        ]
-        if not chosen:
+        if not self.records:
             raise ValueError(
-                f"nothing recorded for layers={layers}, steps={steps} ({len(self.records)} records in total): check "
-                f"that MelAttnProcessor is installed (install_processors), that the store was passed as "
-                f"cross_attention_kwargs={{'capture': store}}, and its layers/steps/active settings"
+                f"nothing recorded for layers={self.layers}: check that MelAttnProcessor is installed "
+                f"(install_processors) and that the store was passed as cross_attention_kwargs={{'capture': store}}"
             )
-        kwargs = {"align_corners": False} if mode == "bilinear" else {}
         resized = [
-            F.interpolate(r.ref1_mass.unsqueeze(1).float(), size=tuple(size), mode=mode, **kwargs).squeeze(1)
-            for r in chosen
+            F.interpolate(r.ref1_mass.unsqueeze(1).float(), size=tuple(self.sample_size), mode="bilinear",
+                          align_corners=False).squeeze(1)
+            for r in self.records
         ]
         return torch.stack(resized).mean(0)  # (B, n_mels, T)
 
@@ -391,18 +326,20 @@ class AttentionStore:
 
 
 class MelAttnProcessor(AttnProcessor2_0):
-    """`AttnProcessor2_0` plus routing and capture on cross-attention layers.
+    """`AttnProcessor2_0` plus routing, key padding and capture on cross-attention layers.
 
-    With `routing=None, capture=None`, and on every self-attention layer, it computes exactly what
-    `AttnProcessor2_0` does (scaled-dot-product attention). Routing, key padding and capture run in the same
-    fused call (`folded_attention`); probabilities are materialised only for a store with `store_probs=True`, or
-    for a diffusers attention mask that varies over queries (which cannot be folded).
+    With `routing=None, capture=None` it computes exactly what `AttnProcessor2_0` does (scaled-dot-product
+    attention). Routing, key padding and capture run in the same fused call (`folded_attention`) on the
+    cross-attention layers of diffusers' transformer blocks (``attn2``, and ``attn1`` under
+    ``only_cross_attention``), whose queries come as (B, N, C) with no group norm and no residual inside the layer.
+    A self-attention layer (none in `MelUNet2DConditionModel`; a stock U-Net's mid block) is left to
+    `AttnProcessor2_0` itself: routing and capture concern the style tokens only.
 
     Args:
         name: the attention module's name in the U-Net (set by `install_processors`), used by `AttentionStore`.
     """
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str):
         super().__init__()
         self.name = name
 
@@ -422,147 +359,60 @@ class MelAttnProcessor(AttnProcessor2_0):
     ) -> torch.Tensor:
         """
         Args:
-            hidden_states: (B, N, C) queries (N = F * L, index h * L + w) or (B, C, F, L).
-            encoder_hidden_states: (B, S, C_tokens) style tokens; None for self-attention.
-            attention_mask: diffusers' additive bias, (B, 1, S) for cross-attention (0 keep, -10000 discard).
-            routing: per-cell routing between [ref1 ; ref2] tokens (cross-attention only).
-            capture: store recording the ref1 mass (cross-attention only, where it asks).
+            hidden_states: (B, N, C) queries, N = F * L, index h * L + w.
+            encoder_hidden_states: (B, S, C_tokens) style tokens; None on a self-attention layer.
+            attention_mask: diffusers' additive bias, (B, 1, S) (0 keep, -10000 discard).
+            temb: the time embedding diffusers hands a self-attention layer with a spatial norm.
+            routing: per-cell routing between [ref1 ; ref2] tokens.
+            capture: store recording the ref1 mass (where it asks).
             key_padding_mask: (B, S) 1/True = keep, applied on every cross-attention layer (also `attn1` under
                 `only_cross_attention`, which diffusers gives no key mask).
+
+        Returns:
+            (B, N, C) attention output.
         """
-        is_cross = encoder_hidden_states is not None
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-
-        input_ndim = hidden_states.ndim
-        grid = None
-        if input_ndim == 4:
-            batch_size, channel, height, width = hidden_states.shape
-            grid = (height, width)
-            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
-
-        batch_size, sequence_length, _ = (
-            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
-        )
-        num_queries = hidden_states.shape[1]
-
+        if encoder_hidden_states is None:
+            return super().__call__(attn, hidden_states, attention_mask=attention_mask, temb=temb)
+        batch_size, num_queries, _ = hidden_states.shape
+        num_keys = encoder_hidden_states.shape[1]
         if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-            # (B, heads, 1 or N, S) as scaled_dot_product_attention expects
+            attention_mask = attn.prepare_attention_mask(attention_mask, num_keys, batch_size)
+            # (B, heads, 1, S) as scaled_dot_product_attention expects
             attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
 
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
         query = attn.to_q(hidden_states)
-
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
+        if attn.norm_cross:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
 
-        inner_dim = key.shape[-1]
-        head_dim = inner_dim // attn.heads
-
+        head_dim = key.shape[-1] // attn.heads
         query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, N, d)
         key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
         value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
-
         if attn.norm_q is not None:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        if is_cross:
-            hidden_states = self._cross_attention(query, key, value, attention_mask, routing, capture,
-                                                  key_padding_mask, num_queries, grid)
-        else:
-            hidden_states = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False
-            )
+        recording = capture is not None and capture.should_record(self.name)
+        if recording and routing is not None and routing.num_ref1_tokens != capture.num_ref1_tokens:
+            raise ValueError(f"store.num_ref1_tokens={capture.num_ref1_tokens} disagrees with "
+                             f"routing.num_ref1_tokens={routing.num_ref1_tokens}")
+        hidden_states, ref1_mass = folded_attention(
+            query, key, value, key_bias=_key_bias(attention_mask, key_padding_mask, batch_size, num_keys, query.dtype),
+            query_log_weights=None if routing is None else routing.query_log_weights(num_queries, batch_size),
+            key_blocks=None if routing is None else routing.key_blocks(num_keys),
+            num_ref1_tokens=capture.num_ref1_tokens if recording else None,
+        )  # (B, heads, N, d), (B, heads, N)
+        if recording:
+            grid = query_grid(num_queries, capture.sample_size)
+            capture.record(self.name, ref1_mass.float().mean(1).reshape(batch_size, *grid))  # (B, F, L)
 
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
         hidden_states = hidden_states.to(query.dtype)
-
         hidden_states = attn.to_out[0](hidden_states)  # linear proj
-        hidden_states = attn.to_out[1](hidden_states)  # dropout
-
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
-
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-
-        hidden_states = hidden_states / attn.rescale_output_factor
-
-        return hidden_states
-
-    def _cross_attention(self, query, key, value, attention_mask, routing, capture, key_padding_mask, num_queries,
-                         grid) -> torch.Tensor:
-        """Attention of (B, heads, N, d) queries to (B, heads, S, d) style tokens, with routing and capture."""
-        batch_size, num_keys = query.shape[0], key.shape[2]
-        recording = capture is not None and capture.should_record(self.name)
-        num_ref1_tokens = self._ref1_block(capture, routing) if recording else None
-        key_bias = _key_bias(attention_mask, key_padding_mask, batch_size, num_keys, query.dtype)
-        height, width = grid if grid is not None else (None, None)
-
-        if (recording and capture.store_probs) or (key_bias is not None and key_bias.shape[-2] != 1):
-            # the explicit path: the full probabilities are asked for, or a mask varies over queries (not foldable)
-            bias = key_bias
-            if routing is not None:
-                routing_bias = routing.bias(num_queries, num_keys, batch_size, height, width).to(query.dtype)
-                bias = routing_bias if bias is None else bias + routing_bias  # (B, 1 or heads, N, S)
-            if not recording:
-                return F.scaled_dot_product_attention(query, key, value, attn_mask=bias, dropout_p=0.0)
-            probs = _attention_probs(query, key, bias)  # (B, heads, N, S)
-            ref1_mass = probs[..., :num_ref1_tokens].sum(-1)  # (B, heads, N)
-            self._record(capture, ref1_mass, probs, routing, num_queries, grid)
-            return probs.to(value.dtype) @ value  # (B, heads, N, d)
-
-        hidden_states, ref1_mass = folded_attention(
-            query, key, value, key_bias=key_bias,
-            query_log_weights=None if routing is None else routing.query_log_weights(
-                num_queries, batch_size, height, width),
-            key_blocks=None if routing is None else routing.key_blocks(num_keys),
-            num_ref1_tokens=num_ref1_tokens,
-        )
-        if recording:
-            self._record(capture, ref1_mass, None, routing, num_queries, grid)
-        return hidden_states
-
-    @staticmethod
-    def _ref1_block(capture: AttentionStore, routing: RoutingSpec | None) -> int:
-        """S1, the size of ref1's key block, from the store or the routing spec (which must agree)."""
-        num_ref1_tokens = capture.num_ref1_tokens
-        if routing is not None:
-            if num_ref1_tokens is not None and num_ref1_tokens != routing.num_ref1_tokens:
-                raise ValueError(
-                    f"store.num_ref1_tokens={num_ref1_tokens} disagrees with routing.num_ref1_tokens="
-                    f"{routing.num_ref1_tokens}"
-                )
-            num_ref1_tokens = routing.num_ref1_tokens
-        if num_ref1_tokens is None:
-            raise ValueError("capturing the ref1 mass needs num_ref1_tokens on the AttentionStore (or a RoutingSpec)")
-        return num_ref1_tokens
-
-    def _record(self, capture: AttentionStore, ref1_mass, probs, routing, num_queries, grid) -> None:
-        """Record a (B, heads, N) ref1 mass, averaged over heads, on its (F, L) grid."""
-        if grid is None:
-            sample_size = capture.sample_size if capture.sample_size is not None else (
-                routing.sample_size if routing is not None else None
-            )
-            if sample_size is None:
-                raise ValueError(
-                    "capture needs the U-Net image size to place queries on a grid: set store.sample_size=(n_mels, T) "
-                    "or pass a RoutingSpec"
-                )
-            grid = query_grid(num_queries, sample_size)
-        ref1_mass = ref1_mass.float().mean(1)  # (B, N), averaged over heads
-        capture.record(self.name, ref1_mass.reshape(ref1_mass.shape[0], *grid), probs)  # (B, F, L)
+        return attn.to_out[1](hidden_states)  # dropout
 
 
 def _key_bias(attention_mask, key_padding_mask, batch_size: int, num_keys: int, dtype) -> torch.Tensor | None:
@@ -636,22 +486,13 @@ def _cat_padded(terms: list[torch.Tensor], width: int) -> torch.Tensor:
     return torch.cat(terms, dim=-1)
 
 
-def _attention_probs(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d) + bias) over keys, with SDPA's default scale; (B, heads, N, S) in float32."""
-    scores = (query @ key.transpose(-1, -2)).float() * query.shape[-1] ** -0.5
-    if bias is not None:
-        scores = scores + bias.float()
-    return scores.softmax(dim=-1)
-
-
 def install_processors(unet: torch.nn.Module) -> dict[str, MelAttnProcessor]:
     """Put a named `MelAttnProcessor` on every attention layer of `unet`.
 
     Returns:
-        {layer name: processor}, names like "down_blocks.0.attentions.0.transformer_blocks.0.attn2".
+        {layer name: processor}, names like "down_blocks.1.attentions.0.transformer_blocks.0.attn2".
     """
-    processors = {}
-    for key in unet.attn_processors:
-        processors[key] = MelAttnProcessor(name=key.removesuffix(".processor"))
-    unet.set_attn_processor(dict(processors))  # set_attn_processor consumes its dict
-    return {p.name: p for p in processors.values()}
+    processors = {key.removesuffix(".processor"): MelAttnProcessor(name=key.removesuffix(".processor"))
+                  for key in unet.attn_processors}
+    unet.set_attn_processor({f"{name}.processor": p for name, p in processors.items()})
+    return processors

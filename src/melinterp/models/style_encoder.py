@@ -51,6 +51,25 @@ class StyleEncoderOutput(BaseOutput):
     style_vector: torch.Tensor = None
     reference_vector: torch.Tensor = None
 
+    def select(self, items) -> StyleEncoderOutput:
+        """The tokens, masks and vectors of these items, in this order (an item may come several times)."""
+        index = torch.as_tensor(items, device=self.style_tokens.device)
+        return StyleEncoderOutput(style_tokens=self.style_tokens[index], token_mask=self.token_mask[index],
+                                  style_vector=self.style_vector[index])
+
+
+def stack_styles(styles) -> StyleEncoderOutput:
+    """Several batches of style (anything with ``style_tokens`` (B_i, S_i, C), ``token_mask`` (B_i, S_i) and
+    ``style_vector`` (B_i, style_dim)) as one: tokens (sum B_i, max S_i, C), zero-padded to the longest S with the
+    padding masked, and the vectors stacked."""
+    num_tokens = max(style.style_tokens.shape[1] for style in styles)
+    tokens = torch.cat([F.pad(style.style_tokens, (0, 0, 0, num_tokens - style.style_tokens.shape[1]))
+                        for style in styles])  # (B, S, C)
+    token_mask = torch.cat([F.pad(style.token_mask, (0, num_tokens - style.token_mask.shape[1]), value=False)
+                            for style in styles])  # (B, S)
+    return StyleEncoderOutput(style_tokens=tokens, token_mask=token_mask,
+                              style_vector=torch.cat([style.style_vector for style in styles]))
+
 
 class StridedConvStage(nn.Module):
     """Halve the time axis: conv(kernel 3, stride 2, padding 1) -> SiLU -> LayerNorm, masked at token centres."""

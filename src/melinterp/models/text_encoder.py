@@ -12,8 +12,7 @@ vector, not detached, so the duration loss can teach the style encoder the speak
 log-f0 and its spread, in octaves) is projected and added beside the style vector. Trained with style references
 of the same voice at *other* pitches, the model learns to take the pitch from this condition and the timbre from
 the reference, and the prior mean ``mu_x`` -- which is what sets the pitch of the output -- can then be asked for
-one voice's timbre at another's pitch. Both conditions may also be given per phoneme, (B, C, L): mode "temporal"
-hands the phonemes before its boundary one voice and those after it the other.
+one voice's timbre at another's pitch.
 
 Every layer multiplies by ``x_mask`` before mixing positions (convolutions) and attention ignores padded keys,
 so padded phoneme ids never change the outputs on real phonemes.
@@ -252,9 +251,9 @@ class TextEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
         Args:
             phoneme_ids: (B, L) long ids in ``[0, n_vocab)``; values past each length are ignored.
             phoneme_lengths: (B,) number of real phonemes per item (1..L).
-            style_vector: (B, style_dim) global style of the reference voice, or (B, style_dim, L) per phoneme.
-            pitch: (B, pitch_dim) pitch condition (`melinterp.audio.pitch_features`), or (B, pitch_dim, L) per
-                phoneme; required when ``pitch_dim > 0``, refused otherwise.
+            style_vector: (B, style_dim) global style of the reference voice.
+            pitch: (B, pitch_dim) pitch condition (`melinterp.audio.pitch_features`); required when
+                ``pitch_dim > 0``, refused otherwise.
 
         Returns:
             mu_x: (B, n_mels, L) prior mean per phoneme (zero on padding).
@@ -271,15 +270,15 @@ class TextEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
         x = self.embedding(phoneme_ids) * math.sqrt(hidden_channels)  # (B, L, C)
         x = x.transpose(1, 2) * x_mask  # (B, C, L)
         x = self.prenet(x, x_mask)
-        condition = _per_phoneme(self.style_proj, style_vector)
+        condition = self.style_proj(style_vector).unsqueeze(-1)  # (B, C, 1)
         if self.pitch_proj is not None:
-            condition = condition + _per_phoneme(self.pitch_proj, pitch)
+            condition = condition + self.pitch_proj(pitch).unsqueeze(-1)
         x = (x + condition) * x_mask
         x = self.encoder(x, x_mask)  # (B, C, L)
 
         mu_x = self.proj_mu(x) * x_mask  # (B, n_mels, L)
         # Grad-TTS: the duration loss must not shape the text features, but it may shape the style (speaking rate)
-        duration_input = (x.detach() + _per_phoneme(self.duration_style_proj, style_vector)) * x_mask
+        duration_input = (x.detach() + self.duration_style_proj(style_vector).unsqueeze(-1)) * x_mask
         log_durations = self.duration_predictor(duration_input, x_mask)  # (B, 1, L)
         return mu_x, log_durations, x_mask
 
@@ -300,7 +299,7 @@ class TextEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
                 f"phoneme ids must lie in [0, {n_vocab}), got min {int(phoneme_ids.min())} "
                 f"and max {int(phoneme_ids.max())}"
             )
-        _check_condition("style_vector", style_vector, batch, self.config.style_dim, length)
+        _check_condition("style_vector", style_vector, batch, self.config.style_dim)
         pitch_dim = self.config.pitch_dim
         if pitch_dim and pitch is None:
             raise ValueError(f"this text encoder is conditioned on pitch: pass pitch ({batch}, {pitch_dim}) "
@@ -308,17 +307,9 @@ class TextEncoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
         if not pitch_dim and pitch is not None:
             raise ValueError("this text encoder has no pitch condition (pitch_dim 0): leave pitch out")
         if pitch is not None:
-            _check_condition("pitch", pitch, batch, pitch_dim, length)
+            _check_condition("pitch", pitch, batch, pitch_dim)
 
 
-def _per_phoneme(projection: nn.Linear, condition: torch.Tensor) -> torch.Tensor:
-    """Project a (B, D) or per-phoneme (B, D, L) condition to (B, C, 1) or (B, C, L)."""
-    if condition.ndim == 2:
-        return projection(condition).unsqueeze(-1)
-    return projection(condition.transpose(1, 2)).transpose(1, 2)
-
-
-def _check_condition(name: str, value: torch.Tensor, batch: int, dim: int, length: int) -> None:
-    if tuple(value.shape) not in ((batch, dim), (batch, dim, length)):
-        raise ValueError(f"{name} must be ({batch}, {dim}) or per phoneme ({batch}, {dim}, {length}), got shape "
-                         f"{tuple(value.shape)}")
+def _check_condition(name: str, value: torch.Tensor, batch: int, dim: int) -> None:
+    if tuple(value.shape) != (batch, dim):
+        raise ValueError(f"{name} must be ({batch}, {dim}), got shape {tuple(value.shape)}")

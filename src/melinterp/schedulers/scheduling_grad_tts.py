@@ -33,6 +33,20 @@ from diffusers.utils.torch_utils import randn_tensor
 
 TimestepLike = float | torch.Tensor
 
+#: every scheduler by name (``melinterp synthesize --scheduler NAME``, the benchmarks, a training export's
+#: ``_class_name``), filled by `register_scheduler`: a new scheduler is one new file in this folder
+SCHEDULERS: dict[str, type] = {}
+
+
+def register_scheduler(name: str):
+    """Class decorator: list a scheduler class in `SCHEDULERS` under ``name``."""
+
+    def register(scheduler_class: type) -> type:
+        SCHEDULERS[name] = scheduler_class
+        return scheduler_class
+
+    return register
+
 
 @dataclass
 class GradTTSSchedulerOutput(BaseOutput):
@@ -59,11 +73,9 @@ class GradTTSProcessMixin:
 
     @classmethod
     def _get_compatibles(cls):
-        # diffusers looks `_compatibles` up in its own namespace; our solvers live here. Listing both lets
-        # `from_config` swap them in either direction without "unexpected config attribute" warnings.
-        from .scheduling_grad_tts_dpmsolver import GradTTSDPMSolverScheduler
-
-        return [GradTTSScheduler, GradTTSDPMSolverScheduler]
+        # diffusers looks `_compatibles` up in its own namespace; our solvers live here. Listing them all lets
+        # `from_config` swap any two without "unexpected config attribute" warnings.
+        return list(SCHEDULERS.values())
 
     @staticmethod
     def _check_schedule(beta_min: float, beta_max: float) -> None:
@@ -219,6 +231,7 @@ class GradTTSProcessMixin:
         return t
 
 
+@register_scheduler("euler")
 class GradTTSScheduler(GradTTSProcessMixin, SchedulerMixin, ConfigMixin):
     """First-order Grad-TTS sampler: Euler on the probability-flow ODE, or Euler-Maruyama on the reverse SDE.
 
@@ -301,4 +314,4 @@ class GradTTSScheduler(GradTTSProcessMixin, SchedulerMixin, ConfigMixin):
         return GradTTSSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
 
-__all__ = ["GradTTSProcessMixin", "GradTTSScheduler", "GradTTSSchedulerOutput"]
+__all__ = ["SCHEDULERS", "GradTTSProcessMixin", "GradTTSScheduler", "GradTTSSchedulerOutput", "register_scheduler"]

@@ -67,12 +67,13 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .scheduling_grad_tts import GradTTSProcessMixin, GradTTSSchedulerOutput, TimestepLike
+from .scheduling_grad_tts import GradTTSProcessMixin, GradTTSSchedulerOutput, TimestepLike, register_scheduler
 
 ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++")  # extrapolate the noise prediction / the data prediction
 DEFAULT_T_END_NOISE, DEFAULT_T_END_DATA = 0.02, 1e-3  # t_end=None picks one (module docstring)
 
 
+@register_scheduler("dpm")
 class GradTTSDPMSolverScheduler(GradTTSProcessMixin, SchedulerMixin, ConfigMixin):
     """DPM-Solver(2M) / DPM-Solver++(2M) sampler for Grad-TTS, a drop-in for `GradTTSScheduler` with ~3x fewer steps.
 

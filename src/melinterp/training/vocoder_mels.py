@@ -45,7 +45,7 @@ def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_
     import torch
 
     from melinterp.audio import extract_f0, load_audio, mel_spectrogram, pitch_features
-    from melinterp.pipelines.pipeline_mel_style_interpolation import REFERENCE_F0_METHOD
+    from melinterp.pipelines.references import REFERENCE_F0_METHOD
     from melinterp.training.validation import synthesize_mel
 
     config = pipeline.feature_config
