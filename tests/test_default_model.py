@@ -119,3 +119,29 @@ def test_bundled_vocoder_is_a_trained_vocos_judged_more_natural_than_griffin_lim
         phase_retrieval.append(judge.score(griffin_lim(mel).numpy(), pipe.feature_config.sample_rate)["ovrl"])
     assert all(n > g for n, g in zip(neural, phase_retrieval)), (neural, phase_retrieval)
     assert np.mean(neural) > np.mean(phase_retrieval) + 0.15, (neural, phase_retrieval)
+
+
+@pytest.mark.parametrize("settings", [{"temperature": 0.5}, {"guidance_scale": 50.0}, {"scheduler": "dpm", "steps": 2}])
+def test_settings_that_make_noise_warn_and_never_leave_full_scale(pipe, settings):
+    """Measured: these settings gave 96-99 % clipped samples before; now the pipeline says its mel left the range of
+    real speech, and the waveform stays within [-1, 1]. The defaults do not warn."""
+    import warnings
+
+    from melinterp.pipelines.pipeline_output import OffRangeWarning
+    from melinterp.schedulers import SCHEDULERS
+
+    settings = dict(settings)
+    scheduler = pipe.scheduler
+    if settings.pop("scheduler", None) == "dpm":
+        pipe.scheduler = SCHEDULERS["dpm"].from_config(scheduler.config)
+    steps = settings.pop("steps", STEPS)
+    try:
+        with pytest.warns(OffRangeWarning, match="outside .* the range of real speech"):
+            out = pipe(TEXT, str(LOW), num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+                       **settings)
+        assert np.abs(out.audios).max() <= 1.0
+    finally:
+        pipe.scheduler = scheduler
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OffRangeWarning)
+        speak(pipe, LOW)

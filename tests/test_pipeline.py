@@ -406,3 +406,52 @@ def test_importing_the_pipeline_needs_no_audio_or_phonemizer_packages():
             "heavy = {'librosa', 'pyworld', 'phonemizer', 'matplotlib'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Long texts: bounded batches, progress over sentences
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_equal_length_groups_hold_at_most_max_frames_unless_one_item_is_longer():
+    from melinterp.pipelines.batching import equal_length_groups
+
+    lengths = torch.tensor([100, 100, 100, 250, 100, 900])
+    assert equal_length_groups(lengths) == [([0, 1, 2, 4], 100), ([3], 250), ([5], 900)]
+    assert equal_length_groups(lengths, 200) == [([0, 1], 100), ([2, 4], 100), ([3], 250), ([5], 900)]
+    groups = equal_length_groups(lengths, 300)
+    assert sorted(b for items, _ in groups for b in items) == list(range(6))  # every item once
+    assert all(len(items) * length <= 300 or len(items) == 1 for items, length in groups)
+
+
+def test_bounded_batches_give_what_one_batch_gives_and_the_bar_counts_sentence_steps(pipe, capsys):
+    text = "Red apples fell. Green pears fell. Red apples fell. Green pears fell."  # equal-length sentences
+    whole = run(pipe, text=text, max_batch_frames=None)
+    bounded = run(pipe, text=text, max_batch_frames=1)  # one sentence a U-Net batch
+    close(bounded.mels, whole.mels)
+    np.testing.assert_array_equal(bounded.lengths, whole.lengths)
+    pipe.set_progress_bar_config(disable=False)
+    try:
+        run(pipe, text=text, output_type="mel", max_batch_frames=1)
+        assert f"{4 * STEPS}/{4 * STEPS}" in capsys.readouterr().err  # 4 sentences x the steps
+    finally:
+        pipe.set_progress_bar_config(disable=True)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="max_batch_frames must be a positive integer or None"):
+            run(pipe, max_batch_frames=bad)
+
+
+def test_a_long_unpunctuated_text_is_denoised_in_bounded_batches(pipe, monkeypatch):
+    from melinterp.pipelines import pipeline_mel_style_interpolation as module
+
+    seen = []
+    original = module.equal_length_groups
+    monkeypatch.setattr(module, "equal_length_groups",
+                        lambda lengths, max_frames: seen.append(groups := original(lengths, max_frames)) or groups)
+    words = "red apples fall under the old bridge while seven green birds sing".split()
+    text = " ".join(words[i % len(words)] for i in range(400))  # 400 words, no punctuation
+    out = run(pipe, text=text, output_type="mel", max_batch_frames=600, num_inference_steps=1)
+    (groups,) = seen
+    assert len(groups) > 1 and all(len(items) * frames <= 600 or len(items) == 1 for items, frames in groups)
+    assert out.lengths[0] == sum(frames * len(items) for items, frames in groups) + \
+        round(0.25 * SR / pipe.feature_config.hop_length) * (sum(len(items) for items, _ in groups) - 1)

@@ -210,3 +210,9 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_positive_int(name: str, value, expected: str = "a positive integer") -> None:
+    """A ValueError "``name`` must be ``expected``, got ``value``" unless ``value`` is an int >= 1 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")

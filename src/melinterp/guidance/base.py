@@ -244,7 +244,9 @@ class Guidance:
 class GuidanceStrategy:
     """One U-Net call per step on ref1's tokens and style vector (mode "none"); subclasses override where they act.
 
-    Class attributes (a strategy may set them per instance):
+    Its class attributes say what it needs; a strategy may also set them per instance.
+
+    Attributes:
         name: its key in `STRATEGIES` (set by `register_strategy`).
         num_references: the references it reads, 1 or 2 (the pipeline checks ref2 against it).
         reference_analyses: what it reads of each reference's waveform besides the style, names of

@@ -4,7 +4,7 @@
 - `text_generators` and `sentence_generators`: one torch.Generator per text, seeded from the caller's, and one per
   sentence, seeded from its text's; so an item's noise never depends on the other items of the batch.
 - `equal_length_groups`: the items denoised together (the U-Net's GroupNorm statistics span the whole image, so
-  padding one item to another's length would change it).
+  padding one item to another's length would change it), at most ``max_batch_frames`` frames a group.
 - `join_texts`: each text's sentences joined in time, a pause apart, and the texts padded to the longest.
 """
 
@@ -63,12 +63,16 @@ def _spawn(source: torch.Generator | None, device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def equal_length_groups(lengths: torch.Tensor) -> list[tuple[list[int], int]]:
-    """[(items, T)] with the items of each length T, in order of first appearance."""
+def equal_length_groups(lengths: torch.Tensor, max_frames: int | None = None) -> list[tuple[list[int], int]]:
+    """[(items, T)] with the items of each length T, in order of first appearance; with `max_frames`, a length's
+    items are cut into groups of at most ``max(1, max_frames // T)``, so no group holds more than `max_frames`
+    frames in all unless one item alone is longer (memory is then bounded by the longest item, not the batch)."""
     groups: dict[int, list[int]] = {}
     for b, length in enumerate(lengths.tolist()):
         groups.setdefault(int(length), []).append(b)
-    return [(items, length) for length, items in groups.items()]
+    return [(items[start:start + size], length) for length, items in groups.items()
+            for size in [len(items) if max_frames is None else max(1, max_frames // length)]
+            for start in range(0, len(items), size)]
 
 
 def join_texts(per_item: list[torch.Tensor | None], spans: list[range], pause: int, fill: float,

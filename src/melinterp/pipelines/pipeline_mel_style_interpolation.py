@@ -11,7 +11,6 @@ lock that runs one call at a time are in `melinterp.pipelines.loading`, the refe
 from __future__ import annotations
 
 import functools
-import numbers
 from typing import Callable
 
 import numpy as np
@@ -36,12 +35,12 @@ from melinterp.models.style_encoder import StyleEncoder
 from melinterp.models.text_encoder import TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
 from melinterp.text import TextProcessor
-from melinterp.utils import check_number
+from melinterp.utils import check_number, check_positive_int
 
 from .batching import equal_length_groups, join_texts, sentence_generators, split_texts, text_generators
 from .loading import MelinterpPipeline, check_compatible, one_call_at_a_time
-from .pipeline_output import MelStyleInterpolationPipelineOutput
-from .references import ReferenceEncoding, References, encode_reference, encode_references
+from .pipeline_output import MAX_BATCH_FRAMES, MelStyleInterpolationPipelineOutput, warn_if_off_range
+from .references import ReferenceEncoding, References, blend_conditions, encode_reference, encode_references
 
 OUTPUT_TYPES = ("np", "pt", "mel")
 
@@ -103,6 +102,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         return_dict: bool = True,
         split_sentences: bool = True,
         sentence_pause: float = 0.25,
+        max_batch_frames: int | None = MAX_BATCH_FRAMES,
     ) -> MelStyleInterpolationPipelineOutput | tuple:
         """Synthesise `text` in a voice taken from, or interpolated between, `ref1` and `ref2`.
 
@@ -150,6 +150,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             sentence_pause: seconds of silence between joined sentences, >= 0; rounded to whole frames,
                 ``round(sentence_pause * sample_rate / hop_length)``, that are ln(log_clamp) in `mels`, zeros in
                 `audios` and 0 in the per-cell maps.
+            max_batch_frames: frames one U-Net batch holds at most (one item alone may be longer): memory is bounded
+                whatever the number of sentences. Waveforms are within [-1, 1]; see also `warn_if_off_range`.
         """
         # 1. Check inputs and make the strategy; split each text into its sentences: the items of the batch from
         #    here to step 6 are the sentences, text b's being `spans[b]`, each with a generator seeded from its text's
@@ -158,7 +160,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
                               freq_guidance=freq_guidance, routing_strength=routing_strength, tuning=tuning,
                               dual_noise_map=dual_noise_map, dual_noise_merge_step=dual_noise_merge_step)
         strategy = self.check_inputs(texts, ref1, ref2, mode, options, num_inference_steps, temperature,
-                                     guidance_scale, length_scale, output_type, split_sentences, sentence_pause)
+                                     guidance_scale, length_scale, output_type, split_sentences, sentence_pause,
+                                     max_batch_frames)
         sentences, spans = split_texts(texts, split_sentences)
         generators = sentence_generators(text_generators(generator, len(texts), self._execution_device), spans)
 
@@ -170,9 +173,9 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         # 3. Encode the text: prior mean mu_y (B, n_mels, T_max), frame mask (B, 1, T_max), phoneme timing
         mu_y, y_mask, timing = self.encode_text(sentences, strategy, references1, references2, length_scale)
 
-        # 4-5. Prepare the latents and denoise them, one group of equal-length items after another
-        groups, results = equal_length_groups(timing.lengths), []  # results: (items, the group's outputs)
-        with self.progress_bar(total=len(groups) * num_inference_steps) as progress_bar:
+        # 4-5. Prepare the latents and denoise them, one group of equal-length items after another (bar: sentence steps)
+        groups, results = equal_length_groups(timing.lengths, max_batch_frames), []  # (items, the group's outputs)
+        with self.progress_bar(total=len(sentences) * num_inference_steps) as progress_bar:
             for items, num_frames in groups:
                 state = self.guidance_state(items, num_frames, mu_y, y_mask, timing, references1, references2)
                 group_generators = [generators[b] for b in items]
@@ -181,8 +184,9 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
                                                     null_style.select(items), group_generators, return_attention,
                                                     callback_on_step_end, progress_bar)))
 
-        # 6. Decode: the vocoder, one group at a time
+        # 6. Decode: the vocoder, one group at a time, after a check of the mels against the range of real speech
         for _, outputs in results:
+            warn_if_off_range(outputs["mels"], self.feature_config)
             outputs["audios"] = None if output_type == "mel" else self.decode(outputs["mels"])  # (B_g, T * hop)
 
         # 7. Output: each text's sentences joined, a pause apart, the texts padded to the longest
@@ -191,7 +195,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         return output if return_dict else (output.audios, output.mels)
 
     def check_inputs(self, texts, ref1, ref2, mode, options: ModeOptions, num_inference_steps, temperature,
-                     guidance_scale, length_scale, output_type, split_sentences, sentence_pause) -> GuidanceStrategy:
+                     guidance_scale, length_scale, output_type, split_sentences, sentence_pause,
+                     max_batch_frames=None) -> GuidanceStrategy:
         """The strategy `mode` names (`melinterp.guidance.make_strategy`, which checks the mode options); a
         ValueError naming the first bad argument (text errors are `TextError`s, from `split_texts`)."""
         if not isinstance(texts, (list, tuple)) or not texts:
@@ -208,9 +213,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             two = [name for name, strategy_class in STRATEGIES.items() if strategy_class.num_references == 2]
             raise ValueError(f"ref2 was given but mode={label!r} uses ref1 only: pick a two-reference mode "
                              f"({', '.join(two)}) or leave ref2 out")
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, numbers.Integral) \
-                or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be a positive integer, got {num_inference_steps!r}")
+        check_positive_int("num_inference_steps", num_inference_steps)
         check_number("temperature", temperature, lambda v: v > 0, "> 0")
         check_number("guidance_scale", guidance_scale, lambda v: True, "a number (1 = no guidance)")
         check_number("length_scale", length_scale, lambda v: v > 0, "> 0 (> 1 speaks slower)")
@@ -219,6 +222,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         if not isinstance(split_sentences, bool):
             raise ValueError(f"split_sentences must be True or False, got {split_sentences!r}")
         check_number("sentence_pause", sentence_pause, lambda v: v >= 0, "a pause >= 0 in seconds between sentences")
+        if max_batch_frames is not None:
+            check_positive_int("max_batch_frames", max_batch_frames, "a positive integer or None")
         return strategy
 
     def encode_references(self, ref1, ref2, strategy: GuidanceStrategy, num_texts: int,
@@ -249,8 +254,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         id_lengths = torch.tensor([len(item_ids) for item_ids in phoneme_ids], device=ids.device)  # (B,)
 
         weights = strategy.voice_weights()
-        style_vector = _blend(weights.style, ref1.style.style_vector, ref2 and ref2.style.style_vector)
-        pitch = None if ref1.pitch is None else _blend(weights.pitch, ref1.pitch, ref2 and ref2.pitch)
+        style_vector = blend_conditions(weights.style, ref1.style.style_vector, ref2 and ref2.style.style_vector)
+        pitch = None if ref1.pitch is None else blend_conditions(weights.pitch, ref1.pitch, ref2 and ref2.pitch)
         mu_x, log_durations, x_mask = self.text_encoder(ids, id_lengths, style_vector, pitch)
         durations = durations_from_log(log_durations, x_mask, length_scale)  # (B, L) frames per phoneme id
         timing = PhonemeTiming(durations, durations.sum(1), [len(p) for p in phonemes],
@@ -325,7 +330,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             latents = self.scheduler.step(score, t, latents, mu, generator=noise_generators).prev_sample
             if callback_on_step_end is not None:
                 latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get("latents", latents)
-            progress_bar.update()
+            progress_bar.update(batch_size)
         ref1_mass = None if capture is None else capture.ref1_mass()[..., : state.num_frames]  # (B, n_mels, T)
         return {"mels": latents[:batch_size], "routing_map": guidance.routing_map,
                 "pitch_mask": guidance.pitch_mask, "ref1_mass": ref1_mass}
@@ -347,11 +352,11 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         ).sample[:, 0]
 
     def decode(self, mels: torch.Tensor) -> torch.Tensor:
-        """Log-mels (B, n_mels, T) -> waveforms (B, T * hop) by the vocoder."""
+        """Log-mels (B, n_mels, T) -> waveforms (B, T * hop) in [-1, 1] by the vocoder."""
         # a log-mel of real audio lies within +-ln(log_clamp) (about +-11.5); an untrained or diverging model can
         # leave that range, and exp() of such values would overflow the vocoder's spectra
         log_floor = float(np.log(self.feature_config.log_clamp))
-        return self.vocoder(mels.clamp(log_floor, -log_floor))
+        return self.vocoder(mels.clamp(log_floor, -log_floor)).clamp(-1.0, 1.0)
 
     def postprocess(self, results: list[tuple[list[int], dict]], num_sentences: int, spans: list[range],
                     sentence_pause: float, output_type: str) -> MelStyleInterpolationPipelineOutput:
@@ -388,12 +393,3 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             The `ReferenceEncoding`, on the pipeline's device and dtype (moved to them when used, if they change).
         """
         return encode_reference(ref, self.style_encoder, self.feature_config, self._execution_device)
-
-
-def _blend(weight: float, first: torch.Tensor, second: torch.Tensor | None) -> torch.Tensor:
-    """``w * first + (1 - w) * second`` for (B, D) conditions; with no second reference, the first as it is."""
-    if second is None or weight == 1.0:
-        return first
-    if weight == 0.0:
-        return second
-    return weight * first + (1.0 - weight) * second

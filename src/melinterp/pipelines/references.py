@@ -207,3 +207,12 @@ def _analyse(waves: list[np.ndarray], analysis, config: FeatureConfig) -> list[n
         if id(wave) not in cache:
             cache[id(wave)] = analysis(wave, config)
     return [cache[id(wave)] for wave in waves]
+
+
+def blend_conditions(weight: float, first: torch.Tensor, second: torch.Tensor | None) -> torch.Tensor:
+    """``w * first + (1 - w) * second`` for (B, D) conditions; with no second reference, the first as it is."""
+    if second is None or weight == 1.0:
+        return first
+    if weight == 0.0:
+        return second
+    return weight * first + (1.0 - weight) * second
