@@ -10,7 +10,13 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from melinterp.models.length_regulator import durations_from_log, expand, generate_path, sequence_mask
+from melinterp.models.length_regulator import (
+    durations_from_log,
+    expand,
+    expand_durations,
+    generate_path,
+    sequence_mask,
+)
 from melinterp.models.style_encoder import StyleEncoder, StyleEncoderOutput
 from melinterp.models.text_encoder import RelativePositionMultiHeadAttention, TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
@@ -475,3 +481,17 @@ def test_style_dropout_inside_forward_swaps_in_the_null_style(tiny):
     torch.testing.assert_close(dropped.reference_vector, plain.style_vector)  # the text encoder's condition
     dropped.style_vector.sum().backward()
     assert encoder.null_token.grad is not None
+
+
+def test_expand_durations_is_expand_of_the_path_bit_for_bit_without_the_path():
+    generator = torch.Generator().manual_seed(0)
+    durations = torch.randint(1, 6, (5, 9), generator=generator)
+    durations[1, 6:] = 0  # padded phonemes
+    durations[3, 2:] = 0
+    lengths = durations.sum(1)
+    y_mask = sequence_mask(lengths, int(lengths.max()) + 3).unsqueeze(1).float()  # extra padded frames too
+    mu_x = torch.randn(5, 4, 9, generator=generator)
+    expected = expand(mu_x, generate_path(durations, y_mask))
+    got = expand_durations(mu_x, durations, y_mask)
+    assert got.shape == expected.shape and torch.equal(got, expected)
+    assert not torch.signbit(got[y_mask.expand_as(got) == 0]).any()  # padding is +0.0, as the product gives

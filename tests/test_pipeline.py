@@ -455,3 +455,21 @@ def test_a_long_unpunctuated_text_is_denoised_in_bounded_batches(pipe, monkeypat
     assert len(groups) > 1 and all(len(items) * frames <= 600 or len(items) == 1 for items, frames in groups)
     assert out.lengths[0] == sum(frames * len(items) for items, frames in groups) + \
         round(0.25 * SR / pipe.feature_config.hop_length) * (sum(len(items) for items, _ in groups) - 1)
+
+
+def test_the_text_encoder_runs_on_a_few_sentences_at_a_time_with_the_same_result(pipe):
+    from melinterp.pipelines.batching import in_chunks
+
+    ids = torch.randint(1, 40, (11, 17), generator=seeded(0))
+    lengths = torch.randint(5, 18, (11,), generator=seeded(1))
+    style = torch.randn(11, pipe.text_encoder.config.style_dim, generator=seeded(2))
+    pitch = torch.randn(11, pipe.text_encoder.config.pitch_dim, generator=seeded(3)) \
+        if pipe.text_encoder.config.pitch_dim else None
+    with torch.no_grad():
+        whole = pipe.text_encoder(ids, lengths, style, pitch)
+        calls = []
+        chunked = in_chunks(lambda *rows: calls.append(len(rows[0])) or pipe.text_encoder(*rows), 4)(
+            ids, lengths, style, pitch)
+    assert calls == [4, 4, 3]
+    for a, b in zip(whole, chunked):
+        close(a, b)

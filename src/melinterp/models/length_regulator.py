@@ -106,3 +106,23 @@ def expand(mu_x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
             f"and {tuple(path.shape)}"
         )
     return torch.bmm(mu_x, path.to(mu_x.dtype))  # (B, C, T)
+
+
+def expand_durations(mu_x: torch.Tensor, durations: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
+    """What ``expand(mu_x, generate_path(durations, y_mask))`` gives, bit for bit, without the (B, L, T) path: each
+    frame gathers its phoneme's vector, so memory is O(B C T) rather than O(B L T) (a long text's many sentences
+    would otherwise hold a path of sentences x phonemes x frames).
+
+    Args:
+        mu_x: (B, C, L) phoneme-level features.
+        durations: (B, L) integer frames per phoneme (0 for padded phonemes).
+        y_mask: (B, 1, T) 1 for real frames (T at least the longest item's frames).
+
+    Returns:
+        (B, C, T) frame-level features, zero on padded frames.
+    """
+    ends = torch.cumsum(durations.long(), dim=1)  # (B, L)
+    frames = torch.arange(y_mask.shape[-1], device=durations.device).expand(durations.shape[0], -1)  # (B, T)
+    owner = torch.searchsorted(ends, frames.contiguous(), right=True).clamp(max=durations.shape[1] - 1)  # (B, T)
+    gathered = mu_x.gather(2, owner.unsqueeze(1).expand(-1, mu_x.shape[1], -1))  # (B, C, T)
+    return gathered.masked_fill(y_mask == 0, 0.0)

@@ -5,6 +5,8 @@
   sentence, seeded from its text's; so an item's noise never depends on the other items of the batch.
 - `equal_length_groups`: the items denoised together (the U-Net's GroupNorm statistics span the whole image, so
   padding one item to another's length would change it), at most ``max_batch_frames`` frames a group.
+- `in_chunks`: a model applied to a few sentences at a time (the text encoder's self-attention is (B, heads, L, L):
+  90 sentences of 600 phoneme ids at once took 1.2 GB).
 - `join_texts`: each text's sentences joined in time, a pause apart, and the texts padded to the longest.
 """
 
@@ -15,6 +17,8 @@ import torch.nn.functional as F
 
 from melinterp.text import split_sentences
 from melinterp.text.errors import check_text
+
+TEXT_ENCODER_BATCH = 8  # sentences one text-encoder call holds at most
 
 
 def split_texts(texts: list[str], split: bool) -> tuple[list[str], list[range]]:
@@ -94,3 +98,16 @@ def join_texts(per_item: list[torch.Tensor | None], spans: list[range], pause: i
         texts.append(torch.cat(joined, dim=-1) if len(pieces) > 1 else pieces[0])
     num_frames = max(text.shape[-1] for text in texts) if num_frames is None else num_frames
     return torch.stack([F.pad(text, (0, num_frames - text.shape[-1]), value=fill) for text in texts])
+
+
+def in_chunks(function, size: int = TEXT_ENCODER_BATCH):
+    """`function` applied to at most `size` items (rows of its tensor arguments; None passes as None) at a time,
+    its tuple of outputs concatenated along the batch: what one call gives, with memory bounded by `size` items."""
+    def chunked(*batched):
+        total = batched[0].shape[0]
+        if total <= size:
+            return function(*batched)
+        parts = [function(*(None if x is None else x[start:start + size] for x in batched))
+                 for start in range(0, total, size)]
+        return tuple(torch.cat(outputs) for outputs in zip(*parts))
+    return chunked

@@ -30,14 +30,14 @@ from melinterp.guidance import (
     make_strategy,
 )
 from melinterp.models.attention_processors import AttentionStore, install_processors
-from melinterp.models.length_regulator import durations_from_log, expand, generate_path, sequence_mask
+from melinterp.models.length_regulator import durations_from_log, expand_durations, sequence_mask
 from melinterp.models.style_encoder import StyleEncoder
 from melinterp.models.text_encoder import TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
 from melinterp.text import TextProcessor
 from melinterp.utils import check_number, check_positive_int
 
-from .batching import equal_length_groups, join_texts, sentence_generators, split_texts, text_generators
+from .batching import equal_length_groups, in_chunks, join_texts, sentence_generators, split_texts, text_generators
 from .loading import MelinterpPipeline, check_compatible, one_call_at_a_time
 from .pipeline_output import MAX_BATCH_FRAMES, MelStyleInterpolationPipelineOutput, warn_if_off_range
 from .references import ReferenceEncoding, References, blend_conditions, encode_reference, encode_references
@@ -256,7 +256,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         weights = strategy.voice_weights()
         style_vector = blend_conditions(weights.style, ref1.style.style_vector, ref2 and ref2.style.style_vector)
         pitch = None if ref1.pitch is None else blend_conditions(weights.pitch, ref1.pitch, ref2 and ref2.pitch)
-        mu_x, log_durations, x_mask = self.text_encoder(ids, id_lengths, style_vector, pitch)
+        mu_x, log_durations, x_mask = in_chunks(self.text_encoder)(ids, id_lengths, style_vector, pitch)
         durations = durations_from_log(log_durations, x_mask, length_scale)  # (B, L) frames per phoneme id
         timing = PhonemeTiming(durations, durations.sum(1), [len(p) for p in phonemes],
                                bool(self.text_processor.config.config.add_blank),
@@ -264,14 +264,14 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         phoneme_weights = strategy.phoneme_weights(timing)  # (B, L) weight of ref1, or None
         if phoneme_weights is not None:
             weight = phoneme_weights.to(mu_x).unsqueeze(1)  # (B, 1, L)
-            mu_x_ref1, mu_x_ref2 = self.text_encoder(  # both voices in one call of 2B
+            mu_x_ref1, mu_x_ref2 = in_chunks(self.text_encoder)(  # both voices, as rows [ref1 ; ref2]
                 ids.repeat(2, 1), id_lengths.repeat(2),
                 torch.cat([ref1.style.style_vector, ref2.style.style_vector]),
                 None if ref1.pitch is None else torch.cat([ref1.pitch, ref2.pitch]),
             )[0].chunk(2)  # (B, n_mels, L) each
             mu_x = weight * mu_x_ref1 + (1.0 - weight) * mu_x_ref2
         y_mask = sequence_mask(timing.lengths).unsqueeze(1).to(self.unet.dtype)  # (B, 1, T_max)
-        mu_y = expand(mu_x, generate_path(durations, y_mask))  # (B, n_mels, T_max)
+        mu_y = expand_durations(mu_x, durations, y_mask)  # (B, n_mels, T_max)
         return mu_y, y_mask, timing
 
     def guidance_state(self, items: list[int], num_frames: int, mu_y: torch.Tensor, y_mask: torch.Tensor,
