@@ -308,6 +308,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         if return_attention and strategy.captures_ref1_mass:
             capture = AttentionStore(state.ref1.style_tokens.shape[1], state.padded_size, detach=True)
         unet_score = functools.partial(self.unet_score, state=state)
+        unconditional = Conditioning.of(null_style)
         mu = state.mu_y.repeat(strategy.num_trajectories, 1, 1)  # (n B, n_mels, T)
         # a stochastic scheduler's noise: the first trajectory's rows draw from their items' generators, further
         # rows (dual noise's second trajectory) from torch's global generator, as they always have
@@ -318,7 +319,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             scores = unet_score(strategy.model_input(guidance, latents, i), t, guidance.conditioning, capture)
             score = strategy.combine_scores(guidance, scores, i)  # (n B, n_mels, T)
             if guidance_scale != 1.0:  # classifier-free guidance against the null style, of the output's samples
-                score_uncond = unet_score(latents[:batch_size], t, Conditioning.of(null_style))
+                score_uncond = unet_score(latents[:batch_size], t, unconditional)
                 guided = score_uncond + guidance_scale * (score[:batch_size] - score_uncond)
                 score = torch.cat([guided, score[batch_size:]])
             latents = self.scheduler.step(score, t, latents, mu, generator=noise_generators).prev_sample
