@@ -3,6 +3,7 @@
     python examples/tools/output_fingerprint.py --out /tmp/fp_before.json [--arrays /tmp/fp_before]
     python examples/tools/output_fingerprint.py --out /tmp/fp_after.json [--arrays /tmp/fp_after]
     python examples/tools/output_fingerprint.py --compare /tmp/fp_before.json /tmp/fp_after.json
+    python examples/tools/output_fingerprint.py --out /tmp/some.json --skip cli demo --only none mix_0.3   # quick
 
 Writes a JSON file ``{job: {output: sha256}}`` over:
 
@@ -108,6 +109,7 @@ def pipeline_jobs() -> dict[str, dict]:
                                       "dual_noise_merge_step": 1, **two},
         "dual_noise_cfg": {"mode": "dual_noise", "guidance_scale": 2.0, **two},
         "dual_noise_merge_cfg": {"mode": "dual_noise", "dual_noise_merge_step": 2, "guidance_scale": 2.0, **two},
+        "dual_noise_merge_callback": {"mode": "dual_noise", "dual_noise_merge_step": 2, "callback": True, **two},
         # batches: three texts of different lengths, one reference pair per text, one generator per text
         "batch_freq": {"mode": "freq", "text": [TEXT, "Hello there.", LONG_TEXT], "ref1": [REF1, REF2, REF3],
                        "ref2": [REF2, REF3, REF1], "seeds": [1, 2, 3], "return_attention": True},
@@ -196,7 +198,8 @@ def run_pipeline_jobs(pipe, arrays: Path | None, only: list[str] | None = None) 
         ref1 = reference(job.pop("ref1", "enc:" + REF1 if encoded else REF1))
         ref2 = reference(job.pop("ref2", None))
         if callback:
-            def shrink(pipeline, i, t, tensors):  # changes the latents at step 1 only
+            def shrink(pipeline, i, t, tensors):  # sees (B, n_mels, T) and changes the latents at step 1 only
+                assert tensors["latents"].shape[0] == (len(text) if isinstance(text, list) else 1)
                 return {"latents": tensors["latents"] * 0.99} if i == 1 else None
             job["callback_on_step_end"] = shrink
         generator = ([torch.Generator().manual_seed(s) for s in seeds] if seeds is not None
@@ -282,6 +285,9 @@ def run_evaluate(corpus: Path, work: Path) -> dict:
             if path.suffix == ".npz":
                 with np.load(path) as cached:
                     results[relative] = {key: array_digest(cached[key]) for key in sorted(cached.files)}
+            elif path.suffix in (".json", ".md"):  # they name the model folder: two checkouts compare equal
+                text = path.read_text(encoding="utf-8").replace(melinterp.DEFAULT_MODEL, "<DEFAULT_MODEL>")
+                results[relative] = hashlib.sha256(text.encode()).hexdigest()
             else:
                 results[relative] = file_digest(path)
     print(f"evaluate: {len(results)} files", flush=True)

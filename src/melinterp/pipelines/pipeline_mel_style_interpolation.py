@@ -139,8 +139,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             return_attention: also return `ref1_mass`, the attention mass on ref1 per mel cell (modes with both
                 references' keys; it rides in the fused attention call, so it costs about nothing).
             callback_on_step_end: ``fn(pipe, i, t, {"latents": x}) -> dict | None`` after each step; a returned
-                "latents" replaces x, the (n B, n_mels, T) samples of `denoise`. For a batch of different lengths
-                it runs once a step per length group.
+                "latents" replaces x. For a batch of different lengths it runs once a step per length group.
             return_dict: return a `MelStyleInterpolationPipelineOutput` rather than a tuple.
             split_sentences: split each text into sentences (`melinterp.text.split_sentences`), synthesise them as
                 items of one batch and join each text's sentences back into one output item. Memory is then
@@ -314,6 +313,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         if return_attention and strategy.captures_ref1_mass:
             capture = AttentionStore(state.ref1.style_tokens.shape[1], state.padded_size, detach=True)
         unet_score = functools.partial(self.unet_score, state=state)
+        unconditional = Conditioning.of(null_style)
         mu = state.mu_y.repeat(strategy.num_trajectories, 1, 1)  # (n B, n_mels, T)
         # a stochastic scheduler's noise: the first trajectory's rows draw from their items' generators, further
         # rows (dual noise's second trajectory) from torch's global generator, as they always have
@@ -324,12 +324,13 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
             scores = unet_score(strategy.model_input(guidance, latents, i), t, guidance.conditioning, capture)
             score = strategy.combine_scores(guidance, scores, i)  # (n B, n_mels, T)
             if guidance_scale != 1.0:  # classifier-free guidance against the null style, of the output's samples
-                score_uncond = unet_score(latents[:batch_size], t, Conditioning.of(null_style))
+                score_uncond = unet_score(latents[:batch_size], t, unconditional)
                 guided = score_uncond + guidance_scale * (score[:batch_size] - score_uncond)
                 score = torch.cat([guided, score[batch_size:]])
             latents = self.scheduler.step(score, t, latents, mu, generator=noise_generators).prev_sample
-            if callback_on_step_end is not None:
-                latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get("latents", latents)
+            if callback_on_step_end is not None:  # it sees, and may replace, the samples the output comes from
+                shown = (callback_on_step_end(self, i, t, {"latents": latents[:batch_size]}) or {}).get("latents")
+                latents = latents if shown is None else torch.cat([shown, latents[batch_size:]])
             progress_bar.update(batch_size)
         ref1_mass = None if capture is None else capture.ref1_mass()[..., : state.num_frames]  # (B, n_mels, T)
         return {"mels": latents[:batch_size], "routing_map": guidance.routing_map,
@@ -353,8 +354,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
 
     def decode(self, mels: torch.Tensor) -> torch.Tensor:
         """Log-mels (B, n_mels, T) -> waveforms (B, T * hop) in [-1, 1] by the vocoder."""
-        # a log-mel of real audio lies within +-ln(log_clamp) (about +-11.5); an untrained or diverging model can
-        # leave that range, and exp() of such values would overflow the vocoder's spectra
+        # real audio's log-mels lie within +-ln(log_clamp); exp() of a diverging model's would overflow the vocoder
         log_floor = float(np.log(self.feature_config.log_clamp))
         return self.vocoder(mels.clamp(log_floor, -log_floor)).clamp(-1.0, 1.0)
 
@@ -383,13 +383,8 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
 
     @torch.no_grad()
     def encode_reference(self, ref) -> ReferenceEncoding:
-        """Analyse one reference recording for reuse: ``enc = pipe.encode_reference("a.wav")``, then
-        ``pipe(text, enc, ...)`` gives exactly what ``pipe(text, "a.wav", ...)`` gives, without redoing the work.
-
-        Args:
-            ref: a file path, an ``(array, sample_rate)`` pair or a 1-D waveform tensor at the feature sample rate.
-
-        Returns:
-            The `ReferenceEncoding`, on the pipeline's device and dtype (moved to them when used, if they change).
-        """
+        """Analyse one reference recording (a file path, an ``(array, sample_rate)`` pair or a 1-D waveform tensor at
+        the feature sample rate) for reuse: ``enc = pipe.encode_reference("a.wav")``, then ``pipe(text, enc, ...)``
+        gives exactly what ``pipe(text, "a.wav", ...)`` gives, without redoing the work. The `ReferenceEncoding` is
+        on the pipeline's device and dtype (and moved to them when used, if they change)."""
         return encode_reference(ref, self.style_encoder, self.feature_config, self._execution_device)
