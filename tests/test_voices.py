@@ -371,3 +371,175 @@ def test_novel_voices_must_not_share_a_training_source():
         _check_config(replace(base, novel_voices=("kokoro-af",)))
     with pytest.raises(ValueError, match="SOURCE@vtlFACTOR"):
         _check_config(replace(base, piper_voices=("joe@big",)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# A small corpus of the voices preset's kinds: espeak-ng and flite for real, piper and festival faked
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def voices_corpus(tmp_path_factory):
+    """(corpus folder, piper log, make-corpus arguments) of a small corpus with every kind of voice."""
+    from melinterp.cli import main
+
+    folder = tmp_path_factory.mktemp("voices")
+    piper = fake_program(folder / "piper-venv" / "bin", "piper", FAKE_PIPER)
+    text2wave = fake_program(folder / "festival" / "bin", "text2wave", FAKE_TEXT2WAVE)
+    model = folder / "joe.onnx"
+    model.write_bytes(b"fake")
+    log = folder / "piper.log"
+    os.environ["FAKE_PIPER_LOG"] = str(log)
+    args = ["make-corpus", "--out", str(folder / "corpus"), "--preset", "voices", "--seed", "3", "--quiet",
+            "--piper-bin", str(piper), "--piper-model", str(model), "--festival-bin", str(text2wave),
+            "--espeak-voices", "en-us+m3,en-us+f2@vtl1.15", "--flite-voices", "slt", "--piper-voices",
+            "joe,joe@vtl0.90", "--espeak-heldout", "", "--flite-heldout", "", "--novel-voices",
+            "festival-ked,piper-joe@vtl0.70", "--espeak-pitches", "30,70", "--espeak-rates", "175",
+            "--flite-pitches", "0.9,1.1", "--flite-rates", "1.0", "--world-pitches", "0.8,1.25", "--piper-rates",
+            "1.0", "--festival-rates", "1.0", "--sentences", "60", "--val-sentences", "6", "--heldout-sentences",
+            "10", "--train-per-speaker", "2", "--val-per-speaker", "0", "--heldout-per-speaker", "0",
+            "--novel-per-speaker", "2", "--triplets", "0", "--novel-triplets", "1", "--source-texts", "3",
+            "--jobs", "2"]
+    assert main(args) == 0
+    yield folder / "corpus", log, args
+    os.environ.pop("FAKE_PIPER_LOG", None)
+
+
+@requires_espeak
+@requires_flite
+@pytest.mark.slow
+def test_voices_corpus_metadata_licences_and_novel_set(voices_corpus):
+    from melinterp.data.corpus import ENGINE_LICENCES
+    from melinterp.data.filelists import read_filelist
+
+    root, log, _ = voices_corpus
+    corpus = json.loads((root / "corpus.json").read_text())
+    assert set(corpus["engines"]) == {"espeak", "flite", "piper", "festival"}
+    for name, engine in corpus["engines"].items():
+        assert engine["licence"] == ENGINE_LICENCES[name]
+    assert "GPL-3.0" in corpus["engines"]["piper"]["licence"] and "MIT" in corpus["engines"]["piper"]["licence"]
+    assert corpus["voices"]["novel"] == ["festival-ked", "piper-joe@vtl0.70"]
+    assert corpus["sources"]["novel"] == ["festival-ked", "piper-joe"] and "festival-ked" not in corpus["sources"]["train"]
+    assert corpus["counts"]["train"] == 10 * 2 and corpus["counts"]["novel"] == 2 * 2 * 2
+
+    train = read_filelist(root / "filelists" / "train.txt")
+    novel = read_filelist(root / "novel" / "filelists" / "heldout.txt")  # a corpus of its own for `evaluate`
+    assert {u.speaker.rsplit("_p", 1)[0] for u in novel} == {"festival-ked", "piper-joe@vtl0.70"}
+    assert all(u.wav_path.is_file() for u in train + novel)
+    assert {u.text for u in novel}.isdisjoint(u.text for u in train)
+    for utterance in train + novel:
+        meta = json.loads(utterance.wav_path.with_suffix(".json").read_text())
+        world = meta["engine"] in ("piper", "festival") or "@" in meta["voice"]
+        assert meta["pitch_control"] == ("world" if world else "engine") or meta["voice"] == "rms"
+        assert meta["f0_from"] == ("world" if world else "dio")
+    # the fake piper speaks at 100 + len(text) Hz: a WORLD voice's recorded median is that times its factors
+    joe = [json.loads(u.wav_path.with_suffix(".json").read_text()) for u in train if u.speaker.startswith("piper-joe_")]
+    for meta in joe:
+        assert meta["f0_median_hz"] == pytest.approx((100 + len(meta["text"])) * meta["pitch_setting"], rel=0.03)
+    triplets = [json.loads(line) for line in (root / "novel" / "triplets.jsonl").read_text().splitlines()]
+    assert len(triplets) == 1
+    for triplet in triplets:
+        assert {triplet["a"]["voice"], triplet["b"]["voice"]} == {"ked", "joe@vtl0.70"}
+        assert all((root / "novel" / triplet[role]["wav"]).is_file() for role in ("a", "b", "b_at_a_pitch"))
+
+
+@requires_espeak
+@requires_flite
+@pytest.mark.slow
+def test_voices_corpus_renders_piper_once_a_batch_and_resumes(voices_corpus):
+    from melinterp.cli import main
+
+    root, log, args = voices_corpus
+    calls = piper_calls(log)
+    assert 1 <= len(calls) <= 3  # one batch of source texts (+ triplet texts), not one process a text
+    assert len(list((root / "sources").glob("piper-joe_r1/*.wav"))) <= 3 + 2 * 2  # source_texts 3, novel texts
+    stamps = {path: path.stat().st_mtime_ns for path in root.rglob("*.wav")}
+    assert main(args) == 0  # resumed: nothing is rendered again, piper is not run again
+    assert {path: path.stat().st_mtime_ns for path in root.rglob("*.wav")} == stamps
+    assert len(piper_calls(log)) == len(calls)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The distinctness check
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _cluster(rng, centre, count, spread):
+    return centre + spread * rng.standard_normal((count, centre.size))
+
+
+def test_distinctness_on_known_embeddings():
+    rng = np.random.default_rng(0)
+    a, b = np.zeros(16), np.zeros(16)
+    a[0], b[1] = 1.0, 1.0
+    embeddings = {
+        "piper-joe": _cluster(rng, a, 12, 0.05),
+        "espeak-en-us+m3": _cluster(rng, b, 12, 0.05),
+        "espeak-en-us+m3-twin": _cluster(rng, b, 12, 0.05),  # the same voice under another name
+    }
+    report = voice_distinctness(embeddings, enrol=4)
+    voices = report["voices"]
+    assert voices["piper-joe"]["distinct"] and voices["piper-joe"]["own_id"] == 1.0
+    assert voices["piper-joe"]["nearest_similarity"] < 0.5
+    for twin in ("espeak-en-us+m3", "espeak-en-us+m3-twin"):
+        assert not voices[twin]["distinct"] and voices[twin]["nearest_similarity"] >= 0.97
+    assert report["pairs"][0]["similarity"] >= 0.97 and {report["pairs"][0]["a"], report["pairs"][0]["b"]} == {
+        "espeak-en-us+m3", "espeak-en-us+m3-twin"}
+    assert np.allclose(np.diag(report["similarity"]), 1.0, atol=1e-3)
+    summary = summarise(report, {"train": list(embeddings)})["train"]
+    assert (summary["voices"], summary["distinct"], summary["natural_distinct"]) == (3, 1, 1)
+    assert summary["natural_share"] == 1.0
+    # near but apart: a third voice between two clusters is confused with one of them
+    between = _cluster(rng, (a + 0.08 * b) / np.linalg.norm(a + 0.08 * b), 12, 0.05)
+    report = voice_distinctness({"a": embeddings["piper-joe"], "between": between}, enrol=4)
+    assert not report["voices"]["between"]["distinct"]
+    with pytest.raises(ValueError, match="at least two"):
+        voice_distinctness({"a": embeddings["piper-joe"]}, enrol=4)
+    with pytest.raises(ValueError, match="more than 4 embeddings"):
+        voice_distinctness({"a": embeddings["piper-joe"], "b": embeddings["piper-joe"][:4]}, enrol=4)
+
+
+@requires_espeak
+@pytest.mark.slow
+def test_distinctness_tells_espeak_twins_from_different_voices():
+    """espeak-ng's klatt6 is klatt with another name (the judge's centroids: 1.000); m3 and f2 are two voices."""
+    pytest.importorskip("resemblyzer")
+    from melinterp.data.engines import EspeakEngine
+    from melinterp.data.sentences import generate_sentences
+    from melinterp.evaluation.speaker import SpeakerSimilarity
+
+    engine, judge = EspeakEngine(), SpeakerSimilarity()
+    texts = generate_sentences(8, seed=4, min_words=6, max_words=10)
+    embeddings = {voice: np.stack([judge.embed(engine.synthesize(text, voice, pitch=50, rate=175)) for text in texts])
+                  for voice in ("en-us+klatt", "en-us+klatt6", "en-us+m3", "en-us+f2")}
+    voices = voice_distinctness(embeddings, enrol=4)["voices"]
+    assert voices["en-us+m3"]["distinct"] and voices["en-us+f2"]["distinct"]
+    assert not voices["en-us+klatt"]["distinct"] and not voices["en-us+klatt6"]["distinct"]
+    assert voices["en-us+klatt"]["nearest"] == "en-us+klatt6"
+
+
+@requires_espeak
+@requires_flite
+@pytest.mark.slow
+def test_check_voices_command_on_a_corpus(voices_corpus, tmp_path, capsys, monkeypatch):
+    from melinterp.cli import main
+    from melinterp.evaluation.speaker import SpeakerSimilarity
+
+    def band_levels(self, audio, sample_rate=SAMPLE_RATE):  # a stand-in judge: the fakes' tones are no speech
+        power = np.abs(np.fft.rfft(audio, 4096)) ** 2
+        return np.log(np.array([band.sum() for band in np.array_split(power, 16)]) + 1e-9).astype(np.float32)
+
+    monkeypatch.setattr(SpeakerSimilarity, "embed", band_levels)
+    root, _, _ = voices_corpus
+    out = tmp_path / "check.json"
+    assert main(["check-voices", "--corpus", str(root), "--out", str(out), "--enrol", "1", "--test", "1",
+                 "--pitch", "all", "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["summary"]) == {"train", "heldout", "novel"}
+    assert report["summary"]["train"]["voices"] == 5 and report["summary"]["novel"]["voices"] == 2
+    assert set(report["voices"]) == {"espeak-en-us+m3", "espeak-en-us+f2@vtl1.15", "flite-slt", "piper-joe",
+                                     "piper-joe@vtl0.90", "festival-ked", "piper-joe@vtl0.70"}
+    assert "| train | 5 |" in out.with_suffix(".md").read_text()
+    assert "train: " in capsys.readouterr().out
+    assert main(["check-voices", "--corpus", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
+    assert "no corpus.json" in capsys.readouterr().err
