@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import requires_espeak as _requires_espeak
-from conftest import requires_flite as _requires_flite
+from conftest import engine_test
 
 from melinterp.data.corpus import (
     PRESETS,
@@ -42,12 +41,7 @@ from melinterp.data.world import VoiceWarp, WorldAnalysis, parse_voice, tilt_gai
 from melinterp.evaluation.voices import summarise, voice_distinctness
 
 
-def requires_espeak(test):
-    return pytest.mark.engines(_requires_espeak(test))
-
-
-def requires_flite(test):
-    return pytest.mark.engines(_requires_flite(test))
+requires_espeak, requires_flite = engine_test("espeak"), engine_test("flite")
 
 
 # --------------------------------------------------------------------------------------------------------------

