@@ -34,8 +34,6 @@ from melinterp.data.engines import (
     PiperEngine,
     SourceStore,
     is_world_voice,
-    read_wav,
-    write_wav,
 )
 from melinterp.data.world import VoiceWarp, WorldAnalysis, parse_voice, tilt_gain, warp_frequency_axis
 from melinterp.evaluation.voices import summarise, voice_distinctness
@@ -310,7 +308,8 @@ def test_voices_preset_plan():
     assert len(train) >= 60 and len(set(train)) == len(train)
     assert 3 * len(natural) >= len(train)  # a third or more natural-sounding (piper-derived)
     sentences, pools, plans = plan_utterances(config, seed=0)
-    by_split = {split: [plan for plan in plans if plan.split == split] for split in ("train", "val", "heldout", "novel")}
+    by_split = {split: [plan for plan in plans if plan.split == split]
+                for split in ("train", "val", "heldout", "novel")}
     assert all(by_split.values())
 
     # held-out and novel voices never speak in training, and no training voice shares a novel voice's engine or,
@@ -413,7 +412,8 @@ def test_voices_corpus_metadata_licences_and_novel_set(voices_corpus):
         assert engine["licence"] == ENGINE_LICENCES[name]
     assert "GPL-3.0" in corpus["engines"]["piper"]["licence"] and "MIT" in corpus["engines"]["piper"]["licence"]
     assert corpus["voices"]["novel"] == ["festival-ked", "piper-joe@vtl0.70"]
-    assert corpus["sources"]["novel"] == ["festival-ked", "piper-joe"] and "festival-ked" not in corpus["sources"]["train"]
+    assert corpus["sources"]["novel"] == ["festival-ked", "piper-joe"]
+    assert "festival-ked" not in corpus["sources"]["train"]
     assert corpus["counts"]["train"] == 10 * 2 and corpus["counts"]["novel"] == 2 * 2 * 2
 
     train = read_filelist(root / "filelists" / "train.txt")

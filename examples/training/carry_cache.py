@@ -12,9 +12,9 @@ rented GPU are often capped (the device runner here takes 64 MiB a call), so ``p
 what the diffusion loss resolves), keeps f0, energy and phoneme ids as they are, and compresses with xz: about
 25 MB per hour. ``--piece-mb N`` cuts the archive into pieces of at most N MB (10**6 bytes) for an upload capped
 per call, with their sha256 sums in ``OUT.tar.xz.sha256``; ``unpack`` takes the pieces in order and reads them as
-one stream (``sha256sum -c`` checks them first). ``unpack`` writes ordinary float32 entries under the same keys, with ``index.json``, the cache's
-settings and the filelists, so ``melinterp train`` finds every utterance without its wav. Entries are read with
-safetensors only; nothing is unpickled.
+one stream (``sha256sum -c`` checks them first). ``unpack`` writes ordinary float32 entries under the same keys,
+with ``index.json``, the cache's settings and the filelists, so ``melinterp train`` finds every utterance without
+its wav. Entries are read with safetensors only; nothing is unpickled.
 """
 
 from __future__ import annotations

@@ -43,8 +43,9 @@ residual are recorded. Half the triplets pair speakers whose medians differ by a
 half by less ("near").
 
 Runs are deterministic for a seed (same filelists, metadata and wav bytes with the same engine versions; piper
-runs with its noise scales at 0, as its own noise is unseeded) and resumable: every file is written to a temporary name and renamed, and an utterance whose wav and metadata
-already exist with the same settings is skipped, so an interrupted run continues where it stopped.
+runs with its noise scales at 0, as its own noise is unseeded) and resumable: every file is written to a temporary
+name and renamed, and an utterance whose wav and metadata already exist with the same settings is skipped, so an
+interrupted run continues where it stopped.
 """
 
 from __future__ import annotations
