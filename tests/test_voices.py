@@ -35,7 +35,15 @@ from melinterp.data.engines import (
     SourceStore,
     is_world_voice,
 )
-from melinterp.data.world import VoiceWarp, WorldAnalysis, parse_voice, tilt_gain, warp_frequency_axis
+from melinterp.data.world import (
+    VoiceWarp,
+    WorldAnalysis,
+    parse_voice,
+    read_track,
+    shift_track,
+    tilt_gain,
+    warp_frequency_axis,
+)
 from melinterp.evaluation.voices import summarise, voice_distinctness
 
 
@@ -113,6 +121,34 @@ def test_tilt_brightens_above_the_pivot_and_darkens_below():
     plain, bright = source.render(VoiceWarp(1.0), 1.0), source.render(VoiceWarp(1.0, 3.0), 1.0)
     dark = source.render(VoiceWarp(1.0, -3.0), 1.0)
     assert high_share(dark) < high_share(plain) < high_share(bright)
+
+
+def test_f0_track_follows_the_trimmed_audio_and_feeds_the_cache(tmp_path):
+    from melinterp.data.engines import write_wav
+    from melinterp.data.features import FeatureCache
+    from melinterp.data.filelists import Utterance
+
+    contour = np.r_[np.zeros(20), np.full(100, 150.0), np.zeros(20)].astype(np.float32)  # 5 ms frames
+    shifted = shift_track(contour, start_s=0.05, duration_s=0.6)  # the recording starts 50 ms in
+    assert shifted.size == 121 and np.all(shifted[10:110] == 150.0) and np.all(shifted[:10] == 0)
+    assert np.all(shift_track(contour, start_s=-0.05, duration_s=0.1)[:10] == 0)  # zeros padded before it
+
+    # a 150 Hz tone whose track says 200 Hz: dio+track takes the track, dio hears the tone
+    tone = (0.3 * np.sin(2 * np.pi * 150 * np.arange(SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    wav = tmp_path / "t00001.wav"
+    write_wav(wav, tone)
+    np.save(tmp_path / "t00001.f0.npy", np.full(201, 200.0, dtype=np.float32))
+    utterance = Utterance(wav_path=wav, speaker="piper-joe_p1.00_s1.00", text="Hello.")
+    tracked = FeatureCache(tmp_path / "cache", f0_method="dio+track").compute_audio(utterance)["f0"].numpy()
+    heard = FeatureCache(tmp_path / "cache2", f0_method="dio").compute_audio(utterance)["f0"].numpy()
+    assert np.median(tracked[tracked > 0]) == pytest.approx(200.0) and tracked.size == heard.size
+    assert np.median(heard[heard > 0]) == pytest.approx(150.0, rel=0.02)
+    (tmp_path / "t00001.f0.npy").unlink()  # no track: the tracker
+    untracked = FeatureCache(tmp_path / "cache3", f0_method="dio+track").compute_audio(utterance)["f0"].numpy()
+    assert np.array_equal(untracked, heard)
+    np.save(tmp_path / "t00001.f0.npy", np.full((2, 3), 1.0))
+    with pytest.raises(ValueError, match="expected a 1-D float array"):
+        read_track(wav)
 
 
 def test_warp_voice_names():
@@ -430,6 +466,14 @@ def test_voices_corpus_metadata_licences_and_novel_set(voices_corpus):
     joe = [json.loads(u.wav_path.with_suffix(".json").read_text()) for u in train if u.speaker.startswith("piper-joe_")]
     for meta in joe:
         assert meta["f0_median_hz"] == pytest.approx((100 + len(meta["text"])) * meta["pitch_setting"], rel=0.03)
+    for utterance in train + novel:  # a WORLD voice's f0 track lies beside its wav, on the wav's timeline
+        meta = json.loads(utterance.wav_path.with_suffix(".json").read_text())
+        track = read_track(utterance.wav_path)
+        assert (track is not None) == (meta["f0_from"] == "world")
+        if track is not None:
+            assert meta["f0_track"] == utterance.wav_path.stem + ".f0.npy"
+            assert float(np.median(track[track > 0])) == pytest.approx(meta["f0_median_hz"], abs=0.01)
+            assert track.size == pytest.approx(meta["duration_s"] / 0.005, abs=2)
     triplets = [json.loads(line) for line in (root / "novel" / "triplets.jsonl").read_text().splitlines()]
     assert len(triplets) == 1
     for triplet in triplets:

@@ -319,9 +319,24 @@ class UtterancePlan:
 
     def settings(self, f0_method: str) -> dict:
         """What decides the file's content: a rerun skips the utterance when its metadata holds the same."""
-        return {"engine": self.speaker.engine, "voice": self.speaker.voice, "pitch_setting": self.speaker.pitch,
-                "rate_setting": self.speaker.rate, "gain_db": self.gain_db, "text": self.text,
-                "f0_method": f0_method}
+        from melinterp.data.engines import is_world_voice
+
+        settings = {"engine": self.speaker.engine, "voice": self.speaker.voice, "pitch_setting": self.speaker.pitch,
+                    "rate_setting": self.speaker.rate, "gain_db": self.gain_db, "text": self.text,
+                    "f0_method": f0_method}
+        if is_world_voice(self.speaker.engine, self.speaker.voice):  # and its f0 track beside the wav
+            settings["f0_track"] = Path(self.files[1]).name
+        return settings
+
+    @property
+    def files(self) -> list[str]:
+        """The files the utterance is made of, relative to the corpus root: its wav (and f0 track)."""
+        from melinterp.data.engines import is_world_voice
+        from melinterp.data.world import track_path
+
+        if is_world_voice(self.speaker.engine, self.speaker.voice):
+            return [self.wav, track_path(Path(self.wav)).as_posix()]
+        return [self.wav]
 
 
 def speakers_of(config: CorpusConfig, split: str) -> list[Speaker]:
@@ -469,22 +484,25 @@ def _render(root: Path, wav: str, speaker: Speaker, text: str, gain_db: float, f
             extra: dict | None = None) -> tuple[dict, np.ndarray]:
     """Synthesise, write ``wav`` and its metadata json (both atomically); return the metadata and the audio."""
     from melinterp.data.engines import pitch_control, quantize_pcm16, write_wav
+    from melinterp.data.world import track_path
     from melinterp.utils import atomic_path
 
     engine = _ENGINES[speaker.engine]
-    audio = quantize_pcm16(engine.synthesize(text, speaker.voice, pitch=speaker.pitch, rate=speaker.rate,
-                                             gain_db=gain_db))
-    if engine.is_world_voice(speaker.voice):  # the contour WORLD was given, not a tracker's reading of it
-        contour = engine.world_f0(text, speaker.voice, pitch=speaker.pitch, rate=speaker.rate)
-        voiced = contour[contour > 0]
-        median, voiced_fraction = (float(np.median(voiced)), voiced.size / contour.size) if voiced.size else (0, 0)
+    audio, track = engine.synthesize_with_f0(text, speaker.voice, pitch=speaker.pitch, rate=speaker.rate,
+                                             gain_db=gain_db)
+    audio = quantize_pcm16(audio)
+    path = root / wav
+    if track is not None:  # the contour WORLD was given, not a tracker's reading of it; kept beside the wav
+        voiced = track[track > 0]
+        median, voiced_fraction = (float(np.median(voiced)), voiced.size / track.size) if voiced.size else (0, 0)
         f0_from = "world"
+        with atomic_path(track_path(path)) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, track)
     else:
         median, voiced_fraction = f0_median(audio, f0_method)
         f0_from = f0_method
     if median == 0.0:
         raise RuntimeError(f"{speaker.name} produced no voiced frame for {text!r}: pick a voiced voice")
-    path = root / wav
     with atomic_path(path) as tmp:
         write_wav(tmp, audio)
     record = {
@@ -493,7 +511,8 @@ def _render(root: Path, wav: str, speaker: Speaker, text: str, gain_db: float, f
         "pitch_control": pitch_control(speaker.engine, speaker.voice), "rate_setting": speaker.rate,
         "gain_db": gain_db, "text": text, "sample_rate": SAMPLE_RATE, "num_samples": int(audio.size),
         "duration_s": round(audio.size / SAMPLE_RATE, 4), "f0_median_hz": round(median, 2),
-        "voiced_fraction": round(voiced_fraction, 3), "f0_method": f0_method, "f0_from": f0_from, **(extra or {}),
+        "voiced_fraction": round(voiced_fraction, 3), "f0_method": f0_method, "f0_from": f0_from,
+        **({"f0_track": track_path(path).name} if track is not None else {}), **(extra or {}),
     }
     write_json(path.with_suffix(".json"), record)
     return record, audio
@@ -502,7 +521,7 @@ def _render(root: Path, wav: str, speaker: Speaker, text: str, gain_db: float, f
 def _render_utterance(root: Path, plan: UtterancePlan, f0_method: str, resume: bool) -> dict:
     meta_path = (root / plan.wav).with_suffix(".json")
     settings = plan.settings(f0_method)
-    if resume and (root / plan.wav).is_file():
+    if resume and all((root / name).is_file() for name in plan.files):
         existing = _read_json(meta_path)
         if existing is not None and {key: existing.get(key) for key in settings} == settings:
             return existing

@@ -315,23 +315,30 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
     return resample_poly(audio, target_sr // factor, orig_sr // factor).astype(np.float32)
 
 
-def trim_silence(audio: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0,
-                 margin: float = SILENCE_MARGIN) -> np.ndarray:
-    """Keep the speech plus ``margin`` seconds each side; pad with zeros where the engine left less.
-
-    Speech is where the 10 ms frame RMS is within ``threshold_db`` of the loudest frame.
-    """
+def speech_span(audio: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0,
+                margin: float = SILENCE_MARGIN) -> tuple[int, int]:
+    """(begin, end) in samples of the speech plus ``margin`` seconds each side; ``begin < 0`` or
+    ``end > len(audio)`` where zeros are to be padded. Speech is where the 10 ms frame RMS is within
+    ``threshold_db`` of the loudest frame."""
     frame = max(1, int(0.01 * sample_rate))
     n_frames = len(audio) // frame
     if n_frames == 0:
-        return audio
+        return 0, len(audio)
     rms = np.sqrt(np.mean(audio[: n_frames * frame].reshape(n_frames, frame).astype(np.float64) ** 2, axis=1))
     level = 20 * np.log10(rms + 1e-10)
     loud = np.flatnonzero(level > level.max() + threshold_db)
     start, stop = loud[0] * frame, min(len(audio), (loud[-1] + 1) * frame)
     pad = int(round(margin * sample_rate))
-    kept = audio[max(0, start - pad): stop + pad]
-    return np.pad(kept, (max(0, pad - start), max(0, stop + pad - len(audio)))).astype(np.float32)
+    return start - pad, stop + pad
+
+
+def trim_silence(audio: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0,
+                 margin: float = SILENCE_MARGIN) -> np.ndarray:
+    """Keep the speech plus ``margin`` seconds each side; pad with zeros where the engine left less
+    (:func:`speech_span`)."""
+    begin, end = speech_span(audio, sample_rate, threshold_db=threshold_db, margin=margin)
+    kept = audio[max(0, begin): end]
+    return np.pad(kept, (max(0, -begin), max(0, end - len(audio)))).astype(np.float32)
 
 
 def apply_gain(audio: np.ndarray, gain_db: float, *, peak: float = PEAK_LEVEL) -> np.ndarray:
@@ -507,10 +514,24 @@ class SpeechEngine:
 
     def synthesize(self, text: str, voice: str, *, pitch: float, rate: float, gain_db: float = 0.0) -> np.ndarray:
         """Speak ``text``: (N,) float32 at 22050 Hz, silences trimmed to 0.1 s, peak-normalised, then ``gain_db``."""
+        return self.synthesize_with_f0(text, voice, pitch=pitch, rate=rate, gain_db=gain_db)[0]
+
+    def synthesize_with_f0(self, text: str, voice: str, *, pitch: float, rate: float,
+                           gain_db: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`synthesize`, and for a WORLD-made voice the f0 it was made with on the returned audio's
+        timeline: (frames,) Hz at :data:`melinterp.data.world.FRAME_PERIOD` ms, frame k at k * period (0 unvoiced);
+        ``None`` for the engines' own voices."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"text to synthesise must be a non-empty string, got {text!r}")
-        audio = self.render(text, voice, pitch=pitch, rate=rate)
-        return apply_gain(trim_silence(audio, SAMPLE_RATE), gain_db)
+        raw = self.render(text, voice, pitch=pitch, rate=rate)
+        begin, _ = speech_span(raw, SAMPLE_RATE)
+        audio = apply_gain(trim_silence(raw, SAMPLE_RATE), gain_db)
+        if not self.is_world_voice(voice):
+            return audio, None
+        from melinterp.data.world import shift_track
+
+        contour = self.world_f0(text, voice, pitch=pitch, rate=rate)  # on the raw render's timeline
+        return audio, shift_track(contour, begin / SAMPLE_RATE, audio.size / SAMPLE_RATE)
 
     def synthesize_to_file(self, path: str | os.PathLike, text: str, voice: str, *, pitch: float, rate: float,
                            gain_db: float = 0.0) -> np.ndarray:

@@ -33,13 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
 from melinterp.utils import atomic_path, write_json
 
 CACHE_FORMAT = 1
-F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
+# melinterp.audio's trackers (not imported from there: reading must stay light), and the same with "+track": the f0
+# track make-corpus keeps beside a WORLD-made recording (the contour it was made with, melinterp.data.world) where
+# there is one, the tracker elsewhere
+F0_TRACKERS = ("harvest", "dio")
+F0_METHODS = F0_TRACKERS + tuple(f"{tracker}+track" for tracker in F0_TRACKERS)
 FEATURE_CONFIG_FILE = "feature_config.json"
 TEXT_CONFIG_FILE = "text_config.json"
 CACHE_CONFIG_FILE = "cache_config.json"
@@ -82,7 +87,8 @@ class FeatureCache:
         feature_config: the ``melinterp.audio.FeatureConfig`` of the features. ``None``: the one stored in the
             cache, or the default for a new cache.
         text_config: the ``melinterp.text.TextConfig`` of the phoneme ids; ``None`` as above.
-        f0_method: ``"harvest"`` (accurate) or ``"dio"`` (fast); ``None`` as above (default ``"harvest"``).
+        f0_method: ``"harvest"`` (accurate) or ``"dio"`` (fast), each optionally ``+track`` (a wav's f0 track
+            where it has one: see :data:`F0_METHODS`); ``None`` as above (default ``"harvest"``).
 
     Raises:
         ValueError: the cache holds features of other configs or another f0 method than those requested (a cache
@@ -263,18 +269,34 @@ class FeatureCache:
 
     def compute_audio(self, utterance: Utterance) -> dict[str, torch.Tensor]:
         """``mel`` (n_mels, T) log-mel, ``f0`` (T,) Hz (0 = unvoiced) and ``energy`` (T,) of the wav."""
-        from melinterp.audio import extract_f0, frame_energy, load_audio, mel_spectrogram
+        from melinterp.audio import frame_energy, load_audio, mel_spectrogram
 
         config = self.feature_config
         audio = load_audio(utterance.wav_path, target_sr=config.sample_rate, min_duration=config.min_duration,
                            silence_db=config.silence_db)  # (N,)
         mel = torch.as_tensor(mel_spectrogram(audio, config), dtype=torch.float32)  # (n_mels, T)
-        f0 = torch.as_tensor(extract_f0(audio, config, method=self.f0_method), dtype=torch.float32)  # (T,)
+        f0 = torch.as_tensor(self._f0(audio, utterance), dtype=torch.float32)  # (T,)
         energy = torch.as_tensor(frame_energy(audio, config), dtype=torch.float32)  # (T,)
         if not mel.shape[1] == f0.shape[0] == energy.shape[0]:
             raise RuntimeError(f"{utterance.origin}: feature lengths disagree: mel {mel.shape[1]} frames, "
                                f"f0 {f0.shape[0]}, energy {energy.shape[0]}")
         return {"mel": mel, "f0": f0, "energy": energy}
+
+    def _f0(self, audio, utterance: Utterance):
+        """f0 on the mel frame grid: the wav's f0 track for a ``+track`` method where there is one, else tracked."""
+        from melinterp.audio import _world_to_mel_frames, extract_f0
+
+        config = self.feature_config
+        tracker, _, use_track = self.f0_method.partition("+")
+        if use_track:
+            from melinterp.data.world import read_track, track_at
+
+            track = read_track(utterance.wav_path)
+            if track is not None:  # sampled where extract_f0's WORLD frames lie (k * hop), then on mel frames
+                num_frames = config.num_frames(len(audio))
+                times = np.arange(num_frames + 1) * config.hop_length / config.sample_rate
+                return _world_to_mel_frames(track_at(track, times), num_frames)
+        return extract_f0(audio, config, method=tracker)
 
     def store(self, utterance: Utterance, features: dict[str, torch.Tensor], key: str | None = None) -> str:
         """Write ``features`` as the entry of ``utterance`` (atomically) and return its key."""
@@ -453,7 +475,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes for the audio features (default: all cores)")
     parser.add_argument("--f0-method", choices=F0_METHODS, default="harvest",
-                        help="pyworld f0 estimator: harvest (accurate, default) or dio (fast)")
+                        help="pyworld f0 estimator: harvest (accurate, default) or dio (fast); with +track, the "
+                             "f0 track make-corpus keeps beside a WORLD-made wav wherever there is one")
     parser.add_argument("--language", default="en-us", help="espeak-ng language of the texts (default: en-us)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip utterances that fail and list them at the end instead of stopping")

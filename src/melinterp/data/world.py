@@ -158,3 +158,48 @@ class WorldAnalysis:
         """The warp voice (or the source itself, ``warp=None``) at pitch factor ``pitch`` on its own f0."""
         warp = warp or VoiceWarp()
         return self.synthesize(f0_factor=pitch * warp.f0_factor, vtl=warp.vtl, tilt=warp.tilt)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# f0 tracks: the contour a WORLD-made recording was made with, kept beside its wav
+# --------------------------------------------------------------------------------------------------------------
+
+TRACK_SUFFIX = ".f0.npy"  # t01234.wav -> t01234.f0.npy: float32 Hz, frame k at k * FRAME_PERIOD ms of the wav
+
+
+def shift_track(contour: np.ndarray, start_s: float, duration_s: float,
+                frame_period: float = FRAME_PERIOD) -> np.ndarray:
+    """A contour (frames at k * ``frame_period`` ms) seen from ``start_s`` seconds on, for ``duration_s`` seconds:
+    frame k of the result is the contour's nearest frame to ``start_s + k * period`` (0 outside it)."""
+    period = frame_period / 1000.0
+    frames = int(math.floor(duration_s / period)) + 1
+    index = np.round(start_s / period + np.arange(frames)).astype(int)
+    inside = (index >= 0) & (index < len(contour))
+    return np.where(inside, np.asarray(contour, dtype=np.float32)[np.clip(index, 0, len(contour) - 1)],
+                    0.0).astype(np.float32)
+
+
+def track_path(wav_path) -> "Path":
+    """Where the f0 track of a wav lies."""
+    from pathlib import Path
+
+    wav_path = Path(wav_path)
+    return wav_path.with_name(wav_path.stem + TRACK_SUFFIX)
+
+
+def read_track(wav_path) -> np.ndarray | None:
+    """The f0 track beside ``wav_path`` (float32 Hz at :data:`FRAME_PERIOD` ms frames), or None."""
+    path = track_path(wav_path)
+    if not path.is_file():
+        return None
+    track = np.load(path, allow_pickle=False)
+    if track.ndim != 1 or not np.all(np.isfinite(track)) or np.any(track < 0):
+        raise ValueError(f"{path}: expected a 1-D float array of f0 in Hz (0 = unvoiced), got shape {track.shape}")
+    return track.astype(np.float32)
+
+
+def track_at(track: np.ndarray, times_s: np.ndarray, frame_period: float = FRAME_PERIOD) -> np.ndarray:
+    """The track's value at each time (nearest frame; 0 past its end)."""
+    index = np.round(np.asarray(times_s) / (frame_period / 1000.0)).astype(int)
+    inside = (index >= 0) & (index < len(track))
+    return np.where(inside, track[np.clip(index, 0, len(track) - 1)], 0.0).astype(np.float32)
