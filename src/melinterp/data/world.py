@@ -23,6 +23,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -179,10 +180,8 @@ def shift_track(contour: np.ndarray, start_s: float, duration_s: float,
                     0.0).astype(np.float32)
 
 
-def track_path(wav_path) -> "Path":
+def track_path(wav_path) -> Path:
     """Where the f0 track of a wav lies."""
-    from pathlib import Path
-
     wav_path = Path(wav_path)
     return wav_path.with_name(wav_path.stem + TRACK_SUFFIX)
 
