@@ -36,3 +36,15 @@ def one_thread():
 
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 requires_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")
+
+
+def engine_test(*programs: str):
+    """Decorator: the test runs the named engine programs ("espeak", "flite"): marked ``engines`` and skipped where
+    one is missing."""
+    marks = {"espeak": requires_espeak, "flite": requires_flite}
+
+    def decorate(test):
+        for program in programs:
+            test = marks[program](test)
+        return pytest.mark.engines(test)
+    return decorate

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import harmonic_tone
-from conftest import requires_espeak as _requires_espeak
-from conftest import requires_flite as _requires_flite
+from conftest import engine_test, harmonic_tone
 
 from melinterp.cli import main
 from melinterp.data.corpus import (
@@ -42,12 +40,7 @@ from melinterp.data.sentences import (
 )
 
 
-def requires_espeak(test):
-    return pytest.mark.engines(_requires_espeak(test))
-
-
-def requires_flite(test):
-    return pytest.mark.engines(_requires_flite(test))
+requires_espeak, requires_flite = engine_test("espeak"), engine_test("flite")
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_cache_layout_index_and_settings(corpus):
     record = index[cache.key(utterances[0])]
     assert (record["speaker"], record["text"], record["frames"]) == ("low", "red apples",
                                                                      int(0.40 * SAMPLE_RATE) // 256)
-    assert F0_METHODS == features_module.F0_METHODS
+    assert F0_METHODS == features_module.F0_TRACKERS
 
 
 def test_cache_hit_does_not_recompute(corpus, monkeypatch):

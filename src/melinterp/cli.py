@@ -13,7 +13,8 @@ import sys
 # name -> (module, one-line help). Add a line here when a capability lands.
 COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("melinterp.analyze", "run the audio and text front ends on a recording and plot the features"),
-    "make-corpus": ("melinterp.data.corpus", "synthesise the multi-voice training corpus with espeak-ng and flite"),
+    "make-corpus": ("melinterp.data.corpus",
+                    "synthesise the multi-voice training corpus (espeak-ng, flite, piper, festival, WORLD warps)"),
     "prepare-filelists": ("melinterp.data.importers",
                           "train/val/test filelists from LJSpeech, LibriTTS(-R), VCTK or ESD as published"),
     "preprocess": ("melinterp.data.features", "compute and cache mel, f0, energy and phoneme ids for a filelist"),
@@ -25,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("melinterp.synthesize", "speak text in a voice taken from, or interpolated between, two recordings"),
     "evaluate": ("melinterp.evaluation.benchmark",
                  "score every interpolation mode with independent judges on held-out voices"),
+    "check-voices": ("melinterp.evaluation.voices",
+                     "judge whether a corpus's voices are heard as different voices (speaker-encoder centroids)"),
     "convert-hifigan": ("melinterp.convert_hifigan", "turn an official HiFi-GAN checkpoint into a vocoder folder"),
 }
 

@@ -39,13 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from melinterp.data.filelists import Utterance, read_filelist
 from melinterp.utils import check_writable_folder, save_safetensors, write_json
 
 CACHE_FORMAT = 1
-F0_METHODS = ("harvest", "dio")  # melinterp.audio's, not imported from there: reading must stay light
+# melinterp.audio's trackers (not imported from there: reading must stay light), and the same with "+track": the f0
+# track make-corpus keeps beside a WORLD-made recording (the contour it was made with, melinterp.data.world) where
+# there is one, the tracker elsewhere
+F0_TRACKERS = ("harvest", "dio")
+F0_METHODS = F0_TRACKERS + tuple(f"{tracker}+track" for tracker in F0_TRACKERS)
 FEATURE_CONFIG_FILE = "feature_config.json"
 TEXT_CONFIG_FILE = "text_config.json"
 CACHE_CONFIG_FILE = "cache_config.json"
@@ -90,9 +95,11 @@ class FeatureCache:
         feature_config: the ``melinterp.audio.FeatureConfig`` of the features. ``None``: the one stored in the
             cache, or the default for a new cache.
         text_config: the ``melinterp.text.TextConfig`` of the phoneme ids; ``None`` as above.
-        f0_method: ``"harvest"`` (accurate) or ``"dio"`` (fast); ``None`` as above (default ``"harvest"``).
+        f0_method: ``"harvest"`` (accurate) or ``"dio"`` (fast), each optionally ``+track`` (a wav's f0 track
+            where it has one: see :data:`F0_METHODS`); ``None`` as above (default ``"harvest"``).
         trim_db: silence threshold of the end trim in dB below the loudest frame, 0 for no trim; ``None`` as above
             (default `DEFAULT_TRIM_DB`).
+
 
     Raises:
         ValueError: the cache holds features of other configs, another f0 method or another trim than those
@@ -289,22 +296,41 @@ class FeatureCache:
 
     def compute_audio(self, utterance: Utterance) -> dict[str, torch.Tensor]:
         """``mel`` (n_mels, T) log-mel, ``f0`` (T,) Hz (0 = unvoiced) and ``energy`` (T,) of the wav."""
-        from melinterp.audio import extract_f0, frame_energy, load_audio, mel_spectrogram
-        from melinterp.data.engines import trim_silence
+        from melinterp.audio import frame_energy, load_audio, mel_spectrogram
+        from melinterp.data.engines import speech_span
 
         config = self.feature_config
         audio = load_audio(utterance.wav_path, target_sr=config.sample_rate, min_duration=config.min_duration,
                            silence_db=config.silence_db)  # (N,)
+        start = 0  # samples cut from the front (an f0 track is on the untrimmed timeline)
         if self.trim_db:
-            audio = trim_silence(audio, config.sample_rate, threshold_db=-self.trim_db, margin=TRIM_MARGIN,
-                                 pad=False)
+            begin, end = speech_span(audio, config.sample_rate, threshold_db=-self.trim_db, margin=TRIM_MARGIN)
+            start = max(0, begin)
+            audio = audio[start:end]
         mel = torch.as_tensor(mel_spectrogram(audio, config), dtype=torch.float32)  # (n_mels, T)
-        f0 = torch.as_tensor(extract_f0(audio, config, method=self.f0_method), dtype=torch.float32)  # (T,)
+        f0 = torch.as_tensor(self._f0(audio, utterance, start / config.sample_rate), dtype=torch.float32)  # (T,)
         energy = torch.as_tensor(frame_energy(audio, config), dtype=torch.float32)  # (T,)
         if not mel.shape[1] == f0.shape[0] == energy.shape[0]:
             raise RuntimeError(f"{utterance.origin}: feature lengths disagree: mel {mel.shape[1]} frames, "
                                f"f0 {f0.shape[0]}, energy {energy.shape[0]}")
         return {"mel": mel, "f0": f0, "energy": energy}
+
+    def _f0(self, audio, utterance: Utterance, offset: float = 0.0):
+        """f0 on the mel frame grid: the wav's f0 track for a ``+track`` method where there is one (read from
+        ``offset`` seconds into the wav, where the trimmed audio begins), else tracked."""
+        from melinterp.audio import _world_to_mel_frames, extract_f0
+
+        config = self.feature_config
+        tracker, _, use_track = self.f0_method.partition("+")
+        if use_track:
+            from melinterp.data.world import read_track, track_at
+
+            track = read_track(utterance.wav_path)
+            if track is not None:  # sampled where extract_f0's WORLD frames lie (k * hop), then on mel frames
+                num_frames = config.num_frames(len(audio))
+                times = offset + np.arange(num_frames + 1) * config.hop_length / config.sample_rate
+                return _world_to_mel_frames(track_at(track, times), num_frames)
+        return extract_f0(audio, config, method=tracker)
 
     def store(self, utterance: Utterance, features: dict[str, torch.Tensor], key: str | None = None) -> str:
         """Write ``features`` as the entry of ``utterance`` (atomically) and return its key."""
@@ -481,7 +507,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes for the audio features (default: all cores)")
     parser.add_argument("--f0-method", choices=F0_METHODS, default="harvest",
-                        help="pyworld f0 estimator: harvest (accurate, default) or dio (fast)")
+                        help="pyworld f0 estimator: harvest (accurate, default) or dio (fast); with +track, the "
+                             "f0 track make-corpus keeps beside a WORLD-made wav wherever there is one")
     parser.add_argument("--language", default="en-us", help="espeak-ng language of the texts (default: en-us)")
     parser.add_argument("--trim-db", type=float, metavar="DB",
                         help="cut silence at both ends of each recording down to 0.1 s, counting as silence what is "
