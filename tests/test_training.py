@@ -382,6 +382,16 @@ def test_init_from_starts_from_an_exported_model_and_refuses_a_mismatch(tiny_cor
     with pytest.raises(ValueError, match="unet does not fit the configured model"):
         Trainer(other, tmp_path / "mismatch", progress=False, export=False, init_from=source)
 
+    # the encoders from the export, the wider U-Net from its own random initialisation
+    partial = Trainer(other, tmp_path / "partial", progress=False, export=False, init_from=source,
+                      init_components=["text_encoder", "style_encoder"])
+    models = partial._unwrapped()
+    for name in ("text_encoder", "style_encoder"):
+        saved = load_file(str(source / name / "diffusion_pytorch_model.safetensors"))
+        for key, value in models[name].state_dict().items():
+            torch.testing.assert_close(value, saved[key].to(value.dtype), msg=f"{name}.{key}")
+    assert models["unet"].config.block_out_channels == [16, 32]
+
 
 def test_reference_group_pattern_draws_references_across_speakers_of_one_group(tiny_corpus):
     """With a pattern that maps every speaker to one group, references come from other speakers too; the item's

@@ -73,7 +73,9 @@ def benchmark_config(name: str, frames: list[int], repeats: int, ref_seconds: fl
     num_phonemes = 100
     phoneme_ids = torch.randint(0, text_encoder.config.n_vocab, (1, num_phonemes))
     phoneme_lengths = torch.tensor([num_phonemes])
-    text_median, _ = time_call(lambda: text_encoder(phoneme_ids, phoneme_lengths, style.style_vector), repeats)
+    pitch_dim = text_encoder.config.get("pitch_dim", 0)
+    pitch = torch.zeros(1, pitch_dim) if pitch_dim else None  # the voice's pitch features, where conditioned on them
+    text_median, _ = time_call(lambda: text_encoder(phoneme_ids, phoneme_lengths, style.style_vector, pitch), repeats)
     print(
         f"  once per utterance: style encoder ({ref_seconds:g} s reference, {style.style_tokens.shape[1]} tokens) "
         f"{style_median * 1e3:.1f} ms, text encoder ({num_phonemes} phonemes) {text_median * 1e3:.1f} ms"

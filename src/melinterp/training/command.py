@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from melinterp.training.config import MODEL_NAMES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_arguments(parser, config_help="training config JSON (see examples/configs/)",
                       init_help="start from the weights of a model folder (a training export or a saved pipeline, "
                                 "e.g. melinterp.DEFAULT_MODEL): fine-tuning; steps, optimiser and learning rate start "
                                 "afresh", output="checkpoints, logs and the final model go here")
+    parser.add_argument("--init-components", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES),
+                        metavar="NAME", help=f"with --init-from: the models whose weights it gives (default all of "
+                        f"{', '.join(MODEL_NAMES)}); the others start from random weights, e.g. a larger U-Net "
+                        "under the default model's text and style encoders")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, config_help: str, init_help: str, output: str) -> None:
@@ -44,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainingConfig.from_file(args.config)
     check_run_arguments(args, "a model")
+    if args.init_from is None and set(args.init_components) != set(MODEL_NAMES):
+        raise ValueError("--init-components names the models --init-from gives: pass --init-from too")
     trainer = Trainer(config, args.output_dir, resume=args.resume, max_minutes=args.max_minutes,
                       max_steps=args.max_steps, export=not args.no_export, progress=not args.quiet,
-                      init_from=args.init_from)
+                      init_from=args.init_from, init_components=args.init_components)
     result = trainer.train()
     trainer.accelerator.print(
         f"stopped at step {result.step} ({result.stopped_by}); {result.frames_per_second:.0f} mel frames/s; "

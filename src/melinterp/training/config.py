@@ -13,6 +13,8 @@ from typing import Any
 
 from melinterp.utils import read_json_file
 
+MODEL_NAMES = ("text_encoder", "style_encoder", "unet")  # the models `melinterp train` trains, as its folders name them
+
 
 @dataclass
 class DataConfig:

@@ -17,12 +17,10 @@ import torch
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from melinterp.training.checkpoint import load_state_strict
-from melinterp.training.config import TrainingConfig
+from melinterp.training.config import MODEL_NAMES, TrainingConfig
 from melinterp.training.ema import EMAWeights
 from melinterp.training.objective import compute_losses
 from melinterp.training.run import TrainingRun
-
-MODEL_NAMES = ("text_encoder", "style_encoder", "unet")
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -91,15 +89,17 @@ def build_models(config: TrainingConfig, vocab_size: int) -> dict[str, torch.nn.
     }
 
 
-def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path) -> None:
-    """Start from the weights of a model folder (a training export or a saved pipeline: one subfolder per model).
+def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path, components=None) -> None:
+    """Start from the weights of a model folder (a training export or a saved pipeline: one subfolder per model):
+    those of `components` (names of `models`; default all), the others keep their random initialisation.
 
     Raises:
         ValueError: a component is missing or its weights do not fit the configured model (names the keys).
     """
     from safetensors.torch import load_file
 
-    for name, model in models.items():
+    for name in models if components is None else components:
+        model = models[name]
         path = folder / name / "diffusion_pytorch_model.safetensors"
         if not path.is_file():
             raise ValueError(f"--init-from {folder}: no {name}/diffusion_pytorch_model.safetensors (expected a training "
@@ -110,7 +110,8 @@ def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path) -> No
 class Trainer(TrainingRun):
     def __init__(self, config: TrainingConfig, output_dir: str | Path, *, resume: bool = False,
                  max_minutes: float | None = None, max_steps: int | None = None, export: bool = True,
-                 progress: bool = True, accelerator=None, init_from: str | Path | None = None):
+                 progress: bool = True, accelerator=None, init_from: str | Path | None = None,
+                 init_components=None):
         from melinterp.audio import FeatureConfig
         from melinterp.data import SpeechStyleCollate, SpeechStyleDataset, read_filelist
         from melinterp.schedulers import GradTTSScheduler
@@ -144,7 +145,7 @@ class Trainer(TrainingRun):
 
         models = build_models(config, self.vocab_size)
         if init_from is not None:
-            load_initial_weights(models, Path(init_from))
+            load_initial_weights(models, Path(init_from), init_components)
         parameters = [p for model in models.values() for p in model.parameters()]
         optimizer = torch.optim.AdamW(parameters, lr=config.optim.learning_rate, betas=config.optim.betas,
                                       weight_decay=config.optim.weight_decay)
