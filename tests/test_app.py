@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import SAMPLE_RATE, harmonic_tone
+from conftest import SAMPLE_RATE
 
 import melinterp
 from melinterp.cli import main
@@ -59,13 +59,6 @@ def bundled():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    melinterp.tiny_pipeline(seed=0).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def tiny(model_dir):
     """The tiny pipeline as ``melinterp synthesize --model model_dir`` loads it."""
     from melinterp.pipelines.hub import load_pipeline
@@ -76,12 +69,9 @@ def tiny(model_dir):
 
 
 @pytest.fixture(scope="module")
-def refs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("refs")
-    ref1, ref2 = folder / "low.wav", folder / "high.wav"
-    soundfile.write(ref1, harmonic_tone(120.0, seconds=0.5), SAMPLE_RATE)
-    soundfile.write(ref2, harmonic_tone(240.0, seconds=0.5), SAMPLE_RATE)
-    return str(ref1), str(ref2)
+def uploads(refs):
+    """The two references as the page passes them (paths as str)."""
+    return str(refs[0]), str(refs[1])
 
 
 def request(text=TEXT, ref1=None, ref2=None, mode="freq", *, alpha=0.5, boundary="0.5", crossfade=0.1,
@@ -144,31 +134,31 @@ def test_freq_speech_takes_the_pitch_of_ref1_and_shows_what_was_measured(bundled
     ("freq", {"pitch_mask": "harmonic", "freq_guidance": "none"}, ["--pitch-mask", "harmonic", "--freq-guidance",
                                                                    "none"]),
 ])
-def test_wav_and_figure_are_those_of_melinterp_synthesize_plot(tiny, model_dir, refs, tmp_path, mode, options,
+def test_wav_and_figure_are_those_of_melinterp_synthesize_plot(tiny, model_dir, uploads, tmp_path, mode, options,
                                                                cli_options):
     from melinterp.utils import save_figure
 
-    wav, _, figure = speak(tiny, *request(TEXT, *refs, mode, seed=7, **options))
+    wav, _, figure = speak(tiny, *request(TEXT, *uploads, mode, seed=7, **options))
     out, plot = tmp_path / "cli.wav", tmp_path / "cli.png"
-    assert main(["synthesize", TEXT, "--ref1", refs[0], "--ref2", refs[1], "--mode", mode, *cli_options, "--out",
+    assert main(["synthesize", TEXT, "--ref1", uploads[0], "--ref2", uploads[1], "--mode", mode, *cli_options, "--out",
                  str(out), "--plot", str(plot), "--model", str(model_dir), "--steps", "2", "--seed", "7"]) == 0
     assert wav == out.read_bytes()
     assert save_figure(figure, tmp_path / "page.png").read_bytes() == plot.read_bytes()
 
 
-def test_mode_none_speaks_without_the_ref2_that_stays_uploaded(tiny, refs):
-    alone, table, _ = speak(tiny, *request(TEXT, refs[0], None, "none"))
-    assert speak(tiny, *request(TEXT, refs[0], refs[1], "none"))[0] == alone
+def test_mode_none_speaks_without_the_ref2_that_stays_uploaded(tiny, uploads):
+    alone, table, _ = speak(tiny, *request(TEXT, uploads[0], None, "none"))
+    assert speak(tiny, *request(TEXT, uploads[0], uploads[1], "none"))[0] == alone
     assert "| ref1 |" in table and "| ref2 |" not in table
 
 
 @pytest.mark.parametrize("case", ["empty_text", "freq_without_ref2", "silent_ref1", "corrupt_ref2", "bad_boundary",
                                   "markup", "zero_steps"])
-def test_errors_are_the_messages_of_melinterp_synthesize(tiny, model_dir, refs, tmp_path, capsys, case):
+def test_errors_are_the_messages_of_melinterp_synthesize(tiny, model_dir, uploads, tmp_path, capsys, case):
     silent, corrupt = tmp_path / "silent.wav", tmp_path / "corrupt.wav"
     soundfile.write(silent, np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE)
     corrupt.write_bytes(b"RIFF not really a wav file")
-    inputs = {"text": TEXT, "ref1": refs[0], "ref2": refs[1], "mode": "freq", "boundary": "0.5", "steps": 2}
+    inputs = {"text": TEXT, "ref1": uploads[0], "ref2": uploads[1], "mode": "freq", "boundary": "0.5", "steps": 2}
     inputs.update({
         "empty_text": {"text": "   "},
         "freq_without_ref2": {"ref2": None},
@@ -193,28 +183,28 @@ def test_a_missing_ref1_is_asked_for(tiny):
         speak(tiny, *request(ref1=None, mode="none"))
 
 
-def test_an_unexpected_error_is_one_short_line_and_a_logged_traceback(tiny, refs, monkeypatch, caplog):
+def test_an_unexpected_error_is_one_short_line_and_a_logged_traceback(tiny, uploads, monkeypatch, caplog):
     def broken_vocoder(self, mel):
         raise KeyError("vocoder state")
 
     monkeypatch.setattr(type(tiny.vocoder), "forward", broken_vocoder)
     with pytest.raises(gr.Error) as error:
-        speak(tiny, *request(TEXT, *refs))
+        speak(tiny, *request(TEXT, *uploads))
     assert error.value.message == "synthesis failed (KeyError); the server's log says why"
     assert "Traceback" in caplog.text and "vocoder state" in caplog.text
 
 
-def test_progress_counts_the_denoising_steps_of_every_sentence(tiny, refs):
+def test_progress_counts_the_denoising_steps_of_every_sentence(tiny, uploads):
     calls = []
-    speak(tiny, *request("One sentence here. And a second one.", *refs, steps=3),
+    speak(tiny, *request("One sentence here. And a second one.", *uploads, steps=3),
           progress=lambda value, desc=None, **kwargs: calls.append((value, desc)))
     assert calls == [(0.0, "waiting for the model")] + [((k, 6), "denoising") for k in range(1, 7)] + [
         (1.0, "measuring f0")]
 
 
-def test_threads_at_once_get_what_calls_one_after_another_get(tiny, refs):
-    jobs = [request(TEXT, *refs, "freq", seed=0), request("A quiet evening.", *refs, "mix", seed=1, steps=3),
-            request("Go now, please.", *refs, "temporal", seed=2), request(TEXT, refs[0], None, "none", seed=3)]
+def test_threads_at_once_get_what_calls_one_after_another_get(tiny, uploads):
+    jobs = [request(TEXT, *uploads, "freq", seed=0), request("A quiet evening.", *uploads, "mix", seed=1, steps=3),
+            request("Go now, please.", *uploads, "temporal", seed=2), request(TEXT, uploads[0], None, "none", seed=3)]
     alone = [speak(tiny, *job)[:2] for job in jobs]
     together, barrier = [None] * len(jobs), threading.Barrier(2)
 
