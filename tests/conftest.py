@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile
 import torch
 
 SAMPLE_RATE = 22050
@@ -22,6 +23,26 @@ def harmonic_tone(f0: float, seconds: float = 1.0, sr: int = SAMPLE_RATE, n_harm
 @pytest.fixture
 def tone():
     return harmonic_tone
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A folder holding `melinterp.testing.tiny_pipeline` (seed 0), for ``--model``."""
+    from melinterp.testing import tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("model")
+    tiny_pipeline(seed=0).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def refs(tmp_path_factory):
+    """Two reference recordings, harmonic tones of half a second: (120 Hz, 240 Hz) wav paths."""
+    folder = tmp_path_factory.mktemp("refs")
+    ref1, ref2 = folder / "low.wav", folder / "high.wav"
+    soundfile.write(ref1, harmonic_tone(120.0, seconds=0.5), SAMPLE_RATE)
+    soundfile.write(ref2, harmonic_tone(240.0, seconds=0.5), SAMPLE_RATE)
+    return ref1, ref2
 
 
 @pytest.fixture(scope="module")

@@ -9,30 +9,13 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import SAMPLE_RATE, harmonic_tone
+from conftest import SAMPLE_RATE
 
 from melinterp import synthesize
 from melinterp.cli import main
-from melinterp.testing import tiny_pipeline
 
 TEXT = "Hello there."
 STEPS = "2"
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_pipeline(seed=0).save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def refs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("refs")
-    ref1, ref2 = folder / "low.wav", folder / "high.wav"
-    soundfile.write(ref1, harmonic_tone(120.0, seconds=0.5), SAMPLE_RATE)
-    soundfile.write(ref2, harmonic_tone(240.0, seconds=0.5), SAMPLE_RATE)
-    return ref1, ref2
 
 
 def reference_audio(model_dir, text, ref1, ref2, mode, seed=0, return_attention=False, scheduler=None):

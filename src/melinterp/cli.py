@@ -29,7 +29,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-voices": ("melinterp.evaluation.voices",
                      "judge whether a corpus's voices are heard as different voices (speaker-encoder centroids)"),
     "convert-hifigan": ("melinterp.convert_hifigan", "turn an official HiFi-GAN checkpoint into a vocoder folder"),
+    "app": ("melinterp.app", "a web page (Gradio) that speaks with the model: two recordings, text, mode, controls"),
 }
+
+#: the errors a command reports as their message, in one line, not as a traceback: ours are written to be read by
+#: people (`melinterp app` shows the same messages in the page)
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # Our own errors are written to be read by people: show the message, not a traceback.
+    except USER_ERRORS as error:
         print(f"melinterp {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -77,27 +77,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from melinterp.audio import PITCH_MASK_KINDS
-    from melinterp.guidance import FREQ_GUIDANCE, STRATEGIES
     from melinterp.schedulers import SCHEDULERS
 
     # 1. Check everything that needs no model, so a typo costs no loading time
     texts, lines = _texts(args)
     mode = args.mode or ("freq" if args.ref2 is not None else "none")
-    _check_choice("--mode", mode, tuple(STRATEGIES))
-    _check_choice("--pitch-mask", args.pitch_mask, PITCH_MASK_KINDS)
-    _check_choice("--freq-guidance", args.freq_guidance, FREQ_GUIDANCE)
     _check_choice("--device", args.device, DEVICES)
     _check_choice("--scheduler", args.scheduler, tuple(SCHEDULERS))
-    for option, path in (("--ref1", args.ref1), ("--ref2", args.ref2)):
-        if path is not None and path.is_dir():
-            raise ValueError(f"{option} {path} is a folder, expected a recording file (.wav, .flac, ...)")
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"{option} {path}: no such file")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be a positive number of denoising steps, got {args.steps}")
-    if not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
-        raise ValueError(f"--seed must be an integer in [-2**63, 2**64 - 1], got {args.seed}")
+    boundary = check_options(mode, args.ref1, args.ref2, pitch_mask=args.pitch_mask,
+                             freq_guidance=args.freq_guidance, boundary=args.boundary, steps=args.steps,
+                             seed=args.seed)
     if args.out.suffix.lower() != ".wav":
         raise ValueError(f"--out must name a .wav file, got {args.out}")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
@@ -106,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
     plots = ([None] * len(texts) if args.plot is None
              else _numbered(args.plot, len(texts)) if args.text_file is not None else [args.plot])
     _check_outputs(args, outputs, plots)
-    boundary = _parse_boundary(args.boundary)
     if args.vocoder not in ("model", "griffin-lim") and not (Path(args.vocoder) / "config.json").is_file():
         raise ValueError(f"--vocoder must be model, griffin-lim or a vocoder folder holding config.json, got "
                          f"{args.vocoder!r}")
@@ -158,6 +146,40 @@ def run(args: argparse.Namespace) -> int:
 # Inputs
 # ---------------------------------------------------------------------------------------------------------------
 
+def check_text(text: str) -> str:
+    """``text`` if it holds something to speak, else the ValueError `melinterp synthesize` reports."""
+    if not text.strip():
+        raise ValueError(f"the text is empty (got {text!r}): give at least one word to speak")
+    return text
+
+
+def check_options(mode: str, ref1: Path, ref2: Path | None, *, pitch_mask: str, freq_guidance: str, boundary: str,
+                  steps: int, seed: int) -> float | int | str:
+    """The checks of one synthesis that need no model, with the messages `melinterp synthesize` reports (they name
+    its options): the mode and its options, the reference files, the steps and the seed. ``melinterp app`` runs
+    them on every request. Returns `boundary` as the pipeline takes it (see `_parse_boundary`).
+
+    Raises:
+        ValueError, FileNotFoundError: the first value that is not one the pipeline takes.
+    """
+    from melinterp.audio import PITCH_MASK_KINDS
+    from melinterp.guidance import FREQ_GUIDANCE, STRATEGIES
+
+    _check_choice("--mode", mode, tuple(STRATEGIES))
+    _check_choice("--pitch-mask", pitch_mask, PITCH_MASK_KINDS)
+    _check_choice("--freq-guidance", freq_guidance, FREQ_GUIDANCE)
+    for option, path in (("--ref1", ref1), ("--ref2", ref2)):
+        if path is not None and path.is_dir():
+            raise ValueError(f"{option} {path} is a folder, expected a recording file (.wav, .flac, ...)")
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{option} {path}: no such file")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"--steps must be a positive number of denoising steps, got {steps}")
+    if not isinstance(seed, int) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ValueError(f"--seed must be an integer in [-2**63, 2**64 - 1], got {seed}")
+    return _parse_boundary(boundary)
+
+
 def _load_vocoder(which: str, feature_config):
     """Griffin-Lim for ``feature_config``, or the vocoder in a folder (its config.json names the class)."""
     from melinterp.models.vocoder import GriffinLimVocoder, load_vocoder_folder
@@ -189,20 +211,25 @@ def _texts(args: argparse.Namespace) -> tuple[list[str], list[int]]:
         return [line for _, line in numbered], [number for number, _ in numbered]
     if args.text is None:
         raise ValueError('no text to speak: give it as an argument ("Hello there.") or with --text-file FILE')
-    if not args.text.strip():
-        raise ValueError(f"the text is empty (got {args.text!r}): give at least one word to speak")
-    return [args.text], [0]
+    return [check_text(args.text)], [0]
+
+
+def check_speakable(text: str, text_processor) -> None:
+    """Phonemise every sentence of ``text`` as the pipeline will: a TextError says what cannot be spoken."""
+    from melinterp.text import split_sentences
+
+    sentences = split_sentences(text)
+    for phonemes in text_processor.phonemize_batch(sentences if len(sentences) > 1 else [text]):
+        text_processor.encode_phonemes(phonemes)
 
 
 def _check_texts(args: argparse.Namespace, texts: list[str], lines: list[int], text_processor) -> None:
-    """Phonemise every sentence of every text as the pipeline will; a TextError names the --text-file line."""
-    from melinterp.text import TextError, split_sentences
+    """`check_speakable` on every text; a TextError names the --text-file line."""
+    from melinterp.text import TextError
 
     for text, line in zip(texts, lines):
-        sentences = split_sentences(text)
         try:
-            for phonemes in text_processor.phonemize_batch(sentences if len(sentences) > 1 else [text]):
-                text_processor.encode_phonemes(phonemes)
+            check_speakable(text, text_processor)
         except TextError as error:
             if args.text_file is None:
                 raise
@@ -298,12 +325,17 @@ def write_wav(path: Path, audio, sample_rate: int) -> Path:
 
 def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0) -> Path:
     """PNG, written atomically: the generated mel, the pitch mask (or routing map), and ref1's attention share."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from melinterp.utils import save_figure
+
+    return save_figure(result_figure(result, mode=mode, title=title, item=item), path, dpi=100)
+
+
+def result_figure(result, *, mode: str, title: str = "", item: int = 0):
+    """The figure `plot_result` writes, for item `item` of a pipeline output: three panels over its frames.
+
+    Made without pyplot, so that threads (the web page's workers) may each draw one at the same time.
+    """
+    from matplotlib.figure import Figure
 
     num_frames = int(result.lengths[item])
     panels = [("generated log-mel", result.mels, "magma", None)]
@@ -313,7 +345,8 @@ def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0
         panels.append(("routing map (weight of ref1)", result.routing_map, "viridis", (0.0, 1.0)))
     panels.append(("attention share given to ref1", result.ref1_mass, "coolwarm", (0.0, 1.0)))
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), sharey=True)
+    fig = Figure(figsize=(15, 3.8))
+    axes = fig.subplots(1, 3, sharey=True)
     for ax, (name, values, cmap, limits) in zip(axes, panels):
         ax.set_title(name)
         ax.set_xlabel("frame")
@@ -327,4 +360,4 @@ def plot_result(result, path: Path, *, mode: str, title: str = "", item: int = 0
     if title:
         fig.suptitle(title if len(title) <= 90 else title[:87] + "...")
     fig.tight_layout()
-    return save_figure(fig, path, dpi=100)
+    return fig
