@@ -163,7 +163,8 @@ def corpus_speakers(corpus: str | Path) -> dict[str, dict]:
     """
     meta_path = Path(corpus) / "corpus.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"--corpus {corpus}: no corpus.json (expected a folder made by `melinterp make-corpus`)")
+        raise FileNotFoundError(f"--corpus {corpus}: no corpus.json (expected a folder made by "
+                                "`melinterp make-corpus`)")
     return json.loads(meta_path.read_text(encoding="utf-8"))["speakers"]
 
 
