@@ -149,9 +149,10 @@ def load_identity_set(corpus_dir: str | Path, *, clips: int = IDENTITY_CLIPS, en
 def identify(embedding, voice: str, names: list[str], centroids: np.ndarray) -> dict:
     """Which centroid an embedding (D,) is nearest (cosine), among ``centroids`` (V, D, unit rows) of ``names``.
 
-    Returns ``{"nearest", "identified" (nearest is ``voice``), "similarity_own", "nearest_other",
-    "similarity_nearest_other"}``; an embedding of None (the judge could not embed the audio) is identified as
-    nothing.
+    Returns:
+        ``{"nearest", "identified", "similarity_own", "nearest_other", "similarity_nearest_other"}``: the nearest
+        voice, whether it is ``voice``, the cosine to ``voice``'s centroid, the nearest of the other voices and the
+        cosine to its centroid. An embedding of None (the judge could not embed the audio) is identified as nothing.
     """
     own = names.index(voice)
     if embedding is None:
@@ -296,15 +297,14 @@ def identity_markdown(identity: dict) -> list[str]:
     pitch = "at the voice's own pitch" if config["pitch"] == "own" else "over all its pitch settings"
     lines = [
         "## Voice identity", "",
-        f"Mode none with ref1 = a held-out recording of the voice, saying another held-out sentence: "
-        f"{overall['n_outputs']} outputs of {n_heldout} held-out voices, each identified by its nearest centroid "
-        f"(resemblyzer, cosine) among {n_training + n_heldout}: {n_training} training voices (of "
-        f"`{config['training_corpus']}`) and the {n_heldout} held-out ones. A centroid is the normalised mean of "
-        f"the embeddings of up to {config['enrol']} recordings {pitch}; a held-out voice's leaves out every "
-        "recording its outputs use (the reference clips and the recordings of their texts). Ground truth: each "
-        "reference clip "
-        "itself, identified the same way (the ceiling the judge allows). Similarities: the mean cosine to the own "
-        "centroid and to the nearest other one.", "",
+        "Mode none with ref1 = a held-out recording of the voice, saying another held-out sentence: "
+        f"{overall['n_outputs']} outputs of {n_heldout} held-out voices ({config['clips']} clips each), each "
+        f"identified by its nearest centroid (resemblyzer, cosine) among {n_training + n_heldout}: {n_training} "
+        f"training voices (of `{config['training_corpus']}`) and the {n_heldout} held-out ones. A centroid is the "
+        f"normalised mean of the embeddings of up to {config['enrol']} recordings {pitch}; a held-out voice's "
+        "leaves out every recording its outputs use (the reference clips and the recordings of their texts). "
+        "Ground truth: each reference clip itself, identified the same way (the ceiling the judge allows). "
+        "Similarities: the mean cosine to the own centroid and to the nearest other one.", "",
         "| voice | outputs | identified | ground truth identified | similarity own | nearest other | mistaken for "
         "| ground truth mistaken for |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
