@@ -1,7 +1,7 @@
 """``melinterp evaluate``: score every interpolation mode with independent judges on held-out voices.
 
     melinterp evaluate --model DIR --corpus CORPUS --out OUT [--quick] [--steps N] [--seed S] [--device cpu]
-                       [--sections modes quality] [--quality-utterances N]
+                       [--sections modes quality identity] [--quality-utterances N] [--identity-clips N]
 
 The corpus is one made by ``melinterp make-corpus``: its held-out voices and texts (``filelists/heldout.txt``)
 and its parallel triplets (``triplets.jsonl``: A at its pitch, B at its pitch, B at A's pitch, same text). For
@@ -30,10 +30,20 @@ recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when i
 ``none/<vocoder>`` (mode none with ref1 = another utterance of the speaker, one mel through each vocoder). WER is
 counted only on the voices whose ground truth the recogniser reads (WER under 25 %); the others are listed.
 
-Writes ``OUT/report.json`` (config, per-pair numbers, aggregates, "quality"), ``OUT/report.md`` (one row per
-mode, one per quality output) and a few PNG figures (``OUT/figures/``). Every synthesised output and per-pair or
-per-utterance result is cached under ``OUT/work/`` (written atomically), so an interrupted run continues where it
-stopped.
+The identity section (``--sections identity``; not run unless named, since it embeds E recordings of every
+training voice however small the run) asks whether mode none sounds like the voice of its reference: for each
+held-out voice, N clips (``--identity-clips``, 4) at the voice's own pitch, each ref1 of mode none saying another
+held-out sentence; the speaker judge identifies each output by its nearest centroid among all training voices' and
+all held-out voices' (E = ``--identity-enrol`` recordings each, 5, picked as ``check-voices --pitch own`` does; a
+held-out voice's enrolment never holds a recording its outputs use). It reports the share identified as their own
+voice, overall and per voice, the voices they were mistaken for, and the same for the reference clips themselves
+(the judge's ceiling). A novel held-out set (``CORPUS/novel``) takes the training voices of its parent corpus, or of
+``--training-corpus``. See `melinterp.evaluation.identity`.
+
+Writes ``OUT/report.json`` (config, per-pair numbers, aggregates, "quality", "identity"), ``OUT/report.md`` (one
+row per mode, one per quality output, one per held-out voice) and a few PNG figures (``OUT/figures/``). Every
+synthesised output and per-pair, per-utterance or per-output result is cached under ``OUT/work/`` (written
+atomically), so an interrupted run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -63,7 +73,10 @@ TRANSFER_MODES: dict[str, dict] = {
     "dual_noise": {"mode": "dual_noise"},
 }
 MODE_ORDER = ("none", *TRANSFER_MODES, "temporal", "mix")
-SECTIONS = ("modes", "quality")  # the interpolation modes on the triplets; quality of single held-out utterances
+# the interpolation modes on the triplets; quality of single held-out utterances; voice identity of mode none
+SECTIONS = ("modes", "quality", "identity")
+# identity is asked for by name: it embeds every training voice's enrolment, however small the run
+DEFAULT_SECTIONS = ("modes", "quality")
 QUALITY_UTTERANCES = 16
 QUICK_QUALITY_UTTERANCES = 4
 WER_VOICE_LIMIT = 0.25  # a voice whose ground-truth WER is not under this is left out of the WER
@@ -198,8 +211,13 @@ def load_quality_utterances(corpus_dir: str | Path, count: int) -> list[HeldOutU
     if not chosen:
         raise ValueError(f"--corpus {root}: the quality section needs a speaker with two held-out utterances of "
                          "different texts in filelists/heldout.txt (one to judge, one as its voice reference)")
-    return [HeldOutUtterance(re.sub(r"[^A-Za-z0-9+_.-]", "_", f"{u.speaker}-{Path(u.wav_path).stem}"), u.speaker,
-                             u.text, Path(u.wav_path), reference) for u, reference in chosen]
+    return [HeldOutUtterance(cache_name(f"{u.speaker}-{Path(u.wav_path).stem}"), u.speaker, u.text,
+                             Path(u.wav_path), reference) for u, reference in chosen]
+
+
+def cache_name(name: str) -> str:
+    """``name`` as a folder name under out/work/: characters other than letters, digits and ``+_.-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9+_.-]", "_", name)
 
 
 def read_audio(path: Path) -> np.ndarray:
@@ -280,12 +298,21 @@ class _Judges:
             self.undefined.append(f"{self.output}: {what}: {error}")
             return None
 
-    def similarity(self, audio, reference) -> float:
-        """Speaker similarity (cosine of resemblyzer embeddings), NaN when either cannot be embedded."""
+    @property
+    def speaker(self):
+        """The speaker judge (`melinterp.evaluation.speaker.SpeakerSimilarity`), built on first use."""
         if self._speaker is None:
             self._speaker = self.metrics.SpeakerSimilarity()
-        value = self._measure("speaker similarity", self._speaker.similarity, audio, reference)
+        return self._speaker
+
+    def similarity(self, audio, reference) -> float:
+        """Speaker similarity (cosine of resemblyzer embeddings), NaN when either cannot be embedded."""
+        value = self._measure("speaker similarity", self.speaker.similarity, audio, reference)
         return math.nan if value is None else float(value)
+
+    def embed(self, audio) -> np.ndarray | None:
+        """The speaker judge's embedding (D,) of a waveform at 22050 Hz, None when it cannot be embedded."""
+        return self._measure("speaker embedding", self.speaker.embed, audio)
 
     def naturalness(self, audio) -> dict:
         """DNSMOS ``{"ovrl", "sig", "bak", "p808"}`` (1..5, `melinterp.evaluation.naturalness`), NaN each when the
@@ -650,7 +677,8 @@ def _cell(value, digits: int = 2) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    """report.md: one row per mode (section modes), one per output kind (section quality)."""
+    """report.md: one row per mode (section modes), one per output kind (section quality), one per held-out voice
+    (section identity)."""
     config = report["config"]
     lines = ["# melinterp evaluate", "",
              f"model `{config['model']}`, corpus `{config['corpus']}`, {config['steps']} steps, "
@@ -659,6 +687,10 @@ def report_markdown(report: dict) -> str:
         lines += _modes_markdown(report)
     if "quality" in report:
         lines += quality_markdown(report["quality"])
+    if "identity" in report:
+        from melinterp.evaluation.identity import identity_markdown
+
+        lines += identity_markdown(report["identity"])
     return "\n".join(lines)
 
 
@@ -735,23 +767,31 @@ def plot_pair(pair: Pair, synthesize: _Synthesizer, path: Path) -> Path:
 
 def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int | None = None, seed: int = 0,
              max_pairs: int | None = None, progress: bool = True, device: str = "cpu", model_name: str = "",
-             sections=SECTIONS, quality_utterances: int | None = None,
-             wer_voice_limit: float = WER_VOICE_LIMIT) -> dict:
+             sections=DEFAULT_SECTIONS, quality_utterances: int | None = None,
+             wer_voice_limit: float = WER_VOICE_LIMIT, identity_clips: int | None = None,
+             identity_enrol: int | None = None, identity_pitch: str = "own", training_corpus=None) -> dict:
     """Score ``pipeline`` on the corpus's held-out voices; write report.json, report.md and figures.
 
     Args:
         pipeline: a `MelStyleInterpolationPipeline`.
         corpus_dir: a folder made by ``melinterp make-corpus`` (held-out filelist; triplets.jsonl for "modes").
         out_dir: where the report goes; ``out_dir/work`` caches outputs, so a rerun resumes.
-        quick: 2 pairs, 3 steps, 3 alphas, no log-f0 RMSE for the transfer modes, 4 quality utterances (for CI).
+        quick: 2 pairs, 3 steps, 3 alphas, no log-f0 RMSE for the transfer modes, 4 quality utterances, 1 identity
+            clip a voice (for CI).
         steps: denoising steps (default 10, or 3 with ``quick``).
         seed: seed of the prior noise, the same for every output.
         max_pairs: at most this many triplets (default all, or 2 with ``quick``).
         progress: show a tqdm bar.
-        sections: any of "modes" (every interpolation mode on the triplets) and "quality" (DNSMOS, WER and MCD of
-            the ground truth, the vocoded ground truth and mode none, per vocoder).
+        sections: any of "modes" (every interpolation mode on the triplets), "quality" (DNSMOS, WER and MCD of
+            the ground truth, the vocoded ground truth and mode none, per vocoder) and "identity" (is mode none
+            nearest its own voice's centroid: `melinterp.evaluation.identity`); default modes and quality.
         quality_utterances: held-out utterances the quality section scores (default 16, or 4 with ``quick``).
         wer_voice_limit: WER counts the voices whose ground-truth WER is under this (default 0.25).
+        identity_clips: reference clips a held-out voice in the identity section (default 4, or 1 with ``quick``).
+        identity_enrol: recordings a voice's centroid is made of (default 5, as check-voices').
+        identity_pitch: "own" (clips and enrolment at each voice's own pitch) or "all" (every pitch setting).
+        training_corpus: the corpus whose training voices the identity section tells the held-out ones from
+            (default the corpus itself, or its parent for ``CORPUS/novel``).
     Returns:
         The report (as written to report.json).
     """
@@ -779,6 +819,8 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         _check_modes(QUICK_ALPHAS if quick else FULL_ALPHAS)
     pairs = load_pairs(corpus_dir, max_pairs) if "modes" in sections else []
     utterances = load_quality_utterances(corpus_dir, quality_utterances) if "quality" in sections else []
+    identity_set = _identity_set(corpus_dir, quick, identity_clips, identity_enrol, identity_pitch,
+                                 training_corpus) if "identity" in sections else None
     out_dir = Path(out_dir)
     work_dir = out_dir / "work"
 
@@ -815,11 +857,26 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         report["quality"] = {"n_utterances": len(results), "vocoders": list(vocoders),
                              **aggregate_quality(results, quality_rows(vocoders), wer_voice_limit),
                              "utterances": results}
+    if "identity" in sections:
+        from melinterp.evaluation.identity import evaluate_identity
+
+        synthesize = _Synthesizer(pipeline, work_dir / "identity", steps=steps, seed=seed, device=device)
+        report["identity"] = evaluate_identity(identity_set, synthesize, judges, progress=progress)
     report = _finite_or_none(report)
     write_json(out_dir / "report.json", report)
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text(report_markdown(report), encoding="utf-8")
     return report
+
+
+def _identity_set(corpus_dir, quick: bool, clips: int | None, enrol: int | None, pitch: str, training_corpus):
+    """`melinterp.evaluation.identity.load_identity_set` with evaluate's defaults."""
+    from melinterp.evaluation.identity import IDENTITY_CLIPS, QUICK_IDENTITY_CLIPS, load_identity_set
+    from melinterp.evaluation.voices import DEFAULT_ENROL
+
+    clips = clips if clips is not None else QUICK_IDENTITY_CLIPS if quick else IDENTITY_CLIPS
+    return load_identity_set(corpus_dir, clips=clips, enrol=DEFAULT_ENROL if enrol is None else enrol, pitch=pitch,
+                             training_corpus=training_corpus)
 
 
 def _check_modes(alphas) -> None:
@@ -915,11 +972,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a corpus made by `melinterp make-corpus` (held-out filelist and triplets.jsonl)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="report folder (an existing one is resumed)")
+    from melinterp.evaluation.identity import IDENTITY_CLIPS, PITCHES, QUICK_IDENTITY_CLIPS
+    from melinterp.evaluation.voices import DEFAULT_ENROL
+
     parser.add_argument("--quick", action="store_true",
-                        help=f"for CI: 2 pairs, 3 steps, 3 alphas, {QUICK_QUALITY_UTTERANCES} quality utterances")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help=f"for CI: 2 pairs, 3 steps, 3 alphas, {QUICK_QUALITY_UTTERANCES} quality utterances, "
+                             f"{QUICK_IDENTITY_CLIPS} identity clip a voice")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(DEFAULT_SECTIONS),
                         help="modes: every interpolation mode on the triplets; quality: DNSMOS, WER and MCD of the "
-                             "ground truth, the vocoded ground truth and mode none, per vocoder (default both)")
+                             "ground truth, the vocoded ground truth and mode none, per vocoder; identity: is mode "
+                             "none nearest its own voice among all training and held-out voices' speaker-judge "
+                             f"centroids (default: {' '.join(DEFAULT_SECTIONS)})")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"denoising steps (default {DEFAULT_STEPS}, {QUICK_STEPS} with --quick)")
     parser.add_argument("--max-pairs", type=int, default=None, help="at most this many triplets (default all)")
@@ -929,6 +992,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality-utterances", type=int, default=None, metavar="N",
                         help=f"held-out utterances the quality section scores (default {QUALITY_UTTERANCES}, "
                              f"{QUICK_QUALITY_UTTERANCES} with --quick)")
+    parser.add_argument("--identity-clips", type=int, default=None, metavar="N",
+                        help=f"identity: reference clips a held-out voice, each one output of mode none (default "
+                             f"{IDENTITY_CLIPS}, {QUICK_IDENTITY_CLIPS} with --quick)")
+    parser.add_argument("--identity-enrol", type=int, default=None, metavar="E",
+                        help=f"identity: recordings a voice's centroid is made of (default {DEFAULT_ENROL}); a "
+                             "held-out voice's are none of those its outputs use")
+    parser.add_argument("--identity-pitch", choices=PITCHES, default="own",
+                        help="identity: clips and enrolment at each voice's own pitch (default, as check-voices) or "
+                             "over all its pitch settings")
+    parser.add_argument("--training-corpus", type=Path, default=None, metavar="DIR",
+                        help="identity: the corpus whose training voices' centroids the outputs are told from "
+                             "(default --corpus, or its parent folder for CORPUS/novel)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -945,6 +1020,9 @@ def run(args: argparse.Namespace) -> int:
         load_pairs(args.corpus, 1)
     if "quality" in args.sections:
         load_quality_utterances(args.corpus, 1)
+    if "identity" in args.sections:
+        _identity_set(args.corpus, args.quick, args.identity_clips, args.identity_enrol, args.identity_pitch,
+                      args.training_corpus)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -953,7 +1031,9 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate(pipeline, args.corpus, args.out, quick=args.quick, steps=args.steps, seed=args.seed,
                       max_pairs=args.max_pairs, progress=not args.quiet, device=args.device,
                       sections=args.sections, quality_utterances=args.quality_utterances,
-                      wer_voice_limit=args.wer_voice_limit,
+                      wer_voice_limit=args.wer_voice_limit, identity_clips=args.identity_clips,
+                      identity_enrol=args.identity_enrol, identity_pitch=args.identity_pitch,
+                      training_corpus=args.training_corpus,
                       model_name=str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model))
     if not args.quiet:
         print(report_markdown(report))

@@ -44,6 +44,12 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
+def voice_centroids(enrolment: Mapping[str, np.ndarray]) -> np.ndarray:
+    """(V, D) unit centroids, one row a voice in the mapping's order: the normalised mean of each voice's (n, D)
+    enrolment embeddings (each normalised first, so every recording weighs the same)."""
+    return _unit(np.stack([_unit(np.asarray(rows, dtype=np.float64)).mean(axis=0) for rows in enrolment.values()]))
+
+
 def voice_distinctness(embeddings: Mapping[str, np.ndarray], *, enrol: int = DEFAULT_ENROL,
                        min_own_id: float = MIN_OWN_ID, max_similarity: float = MAX_CENTROID_SIMILARITY) -> dict:
     """Centroid similarities and own-voice identification of voices judged together.
@@ -74,7 +80,7 @@ def voice_distinctness(embeddings: Mapping[str, np.ndarray], *, enrol: int = DEF
     sizes = {array.shape[1] for array in arrays.values()}
     if len(sizes) != 1:
         raise ValueError(f"embeddings of unequal sizes: {sorted(sizes)}")
-    centroids = _unit(np.stack([arrays[name][:enrol].mean(axis=0) for name in names]))  # (V, D)
+    centroids = voice_centroids({name: arrays[name][:enrol] for name in names})  # (V, D)
     similarity = centroids @ centroids.T  # (V, V)
     voices = {}
     for index, name in enumerate(names):
@@ -128,44 +134,65 @@ def summarise(report: dict, groups: Mapping[str, list[str]]) -> dict:
 
 def corpus_recordings(corpus: str | Path, *, pitch: str = "own", per_voice: int = DEFAULT_ENROL + DEFAULT_TEST,
                       splits: tuple[str, ...] = ("train", "heldout", "novel")) -> dict[str, dict[str, list[Path]]]:
-    """split -> voice -> up to ``per_voice`` wav paths, chosen deterministically (spread over the voice's rate
-    settings, each text once).
+    """split -> voice -> up to ``per_voice`` wav paths, chosen by :func:`voice_utterances`.
 
-    ``pitch="own"`` keeps a voice's recordings at its own pitch (``pitch_setting`` 50 for espeak's own voices, else
-    1.0); ``"all"`` keeps every pitch. Reads ``corpus.json`` (speakers) and the filelists: train and val for the
-    training voices, ``heldout.txt`` and ``novel/filelists/heldout.txt`` for the held-out sets.
+    Reads ``corpus.json`` (speakers) and the filelists: train and val for the training voices, ``heldout.txt`` and
+    ``novel/filelists/heldout.txt`` for the held-out sets.
 
     Raises:
         FileNotFoundError: no corpus.json or filelists there.
+        ValueError: ``pitch`` is neither "own" nor "all".
+    """
+    root = Path(corpus)
+    speakers = corpus_speakers(root)
+    filelists = {"train": ["filelists/train.txt", "filelists/val.txt"], "heldout": ["filelists/heldout.txt"],
+                 "novel": ["novel/filelists/heldout.txt"]}
+    chosen = {split: {voice: [Path(u.wav_path) for u in utterances] for voice, utterances in voice_utterances(
+        [root / name for name in filelists[split]], speakers, pitch=pitch, per_voice=per_voice).items()}
+        for split in splits}
+    if not any(chosen.values()):
+        raise FileNotFoundError(f"--corpus {root}: no recordings found in its filelists for {', '.join(splits)}")
+    return chosen
+
+
+def corpus_speakers(corpus: str | Path) -> dict[str, dict]:
+    """``corpus.json``'s speakers: name -> {engine, voice, pitch_setting, pitch_control, split, ...}.
+
+    Raises:
+        FileNotFoundError: the folder has no corpus.json.
+    """
+    meta_path = Path(corpus) / "corpus.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"--corpus {corpus}: no corpus.json (expected a folder made by "
+                                "`melinterp make-corpus`)")
+    return json.loads(meta_path.read_text(encoding="utf-8"))["speakers"]
+
+
+def voice_utterances(filelists, speakers: Mapping[str, dict], *, pitch: str = "own", per_voice: int) -> dict:
+    """voice (in name order) -> up to ``per_voice`` of its utterances (`melinterp.data.filelists.Utterance`) in the
+    filelists that exist, chosen deterministically: spread over the voice's settings, each text once. The choice
+    grows by appending: the first k are the same whatever ``per_voice`` is.
+
+    ``pitch="own"`` keeps a voice's recordings at its own pitch (``pitch_setting`` 50 for espeak's own voices, else
+    1.0); ``"all"`` keeps every pitch. Speakers that ``speakers`` (corpus.json's) does not name are left out.
+
+    Raises:
         ValueError: ``pitch`` is neither "own" nor "all".
     """
     from melinterp.data.filelists import read_filelist
 
     if pitch not in ("own", "all"):
         raise ValueError(f"--pitch must be 'own' or 'all', got {pitch!r}")
-    root = Path(corpus)
-    meta_path = root / "corpus.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"--corpus {root}: no corpus.json (expected a folder made by `melinterp make-corpus`)")
-    speakers = json.loads(meta_path.read_text(encoding="utf-8"))["speakers"]
-    filelists = {"train": ["filelists/train.txt", "filelists/val.txt"], "heldout": ["filelists/heldout.txt"],
-                 "novel": ["novel/filelists/heldout.txt"]}
-    chosen: dict[str, dict[str, list[Path]]] = {}
-    for split in splits:
-        by_voice: dict[str, dict[str, list]] = {}
-        for name in filelists[split]:
-            if not (root / name).is_file():
+    by_voice: dict[str, dict[str, list]] = {}
+    for filelist in filelists:
+        if not Path(filelist).is_file():
+            continue
+        for utterance in read_filelist(filelist):
+            entry = speakers.get(utterance.speaker)
+            if entry is None or (pitch == "own" and not _own_pitch(entry)):
                 continue
-            for utterance in read_filelist(root / name):
-                entry = speakers.get(utterance.speaker)
-                if entry is None or (pitch == "own" and not _own_pitch(entry)):
-                    continue
-                by_voice.setdefault(voice_of(utterance.speaker), {}).setdefault(utterance.speaker, []).append(
-                    utterance)
-        chosen[split] = {voice: _spread(groups, per_voice) for voice, groups in sorted(by_voice.items())}
-    if not any(chosen.values()):
-        raise FileNotFoundError(f"--corpus {root}: no recordings found in its filelists for {', '.join(splits)}")
-    return chosen
+            by_voice.setdefault(voice_of(utterance.speaker), {}).setdefault(utterance.speaker, []).append(utterance)
+    return {voice: _spread(groups, per_voice) for voice, groups in sorted(by_voice.items())}
 
 
 def _own_pitch(entry: dict) -> bool:
@@ -173,8 +200,9 @@ def _own_pitch(entry: dict) -> bool:
     return float(entry["pitch_setting"]) == own
 
 
-def _spread(by_speaker: dict[str, list], count: int) -> list[Path]:
-    """Round-robin over a voice's speakers (its settings), skipping texts already taken: up to ``count`` wavs."""
+def _spread(by_speaker: dict[str, list], count: int) -> list:
+    """Round-robin over a voice's speakers (its settings), skipping texts already taken: up to ``count``
+    utterances."""
     queues = [list(utterances) for _, utterances in sorted(by_speaker.items())]
     taken, texts = [], set()
     while len(taken) < count and any(queues):
@@ -183,7 +211,7 @@ def _spread(by_speaker: dict[str, list], count: int) -> list[Path]:
                 utterance = queue.pop(0)
                 if utterance.text not in texts:
                     texts.add(utterance.text)
-                    taken.append(Path(utterance.wav_path))
+                    taken.append(utterance)
                     break
             if len(taken) == count:
                 break
