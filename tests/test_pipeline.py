@@ -457,6 +457,26 @@ def test_a_long_unpunctuated_text_is_denoised_in_bounded_batches(pipe, monkeypat
         round(0.25 * SR / pipe.feature_config.hop_length) * (sum(len(items) for items, _ in groups) - 1)
 
 
+def test_text_canvas_lays_out_each_texts_sentences_a_pause_apart_in_whatever_order_groups_come():
+    from melinterp.pipelines.batching import TextCanvas
+
+    spans, lengths, pause = [range(0, 3), range(3, 4)], [2, 3, 2, 4], 2  # text 0: 2 + 2 + 3 + 2 + 2 = 11 frames
+    canvas = TextCanvas(spans, lengths, pause, fills={"mels": -9.0}, scales={"audios": 3})
+    for items in ([3], [1], [0, 2]):  # groups of equal-length sentences, in any order; sentence k's values are k + 1
+        frames = lengths[items[0]]
+        canvas.add(items, {"mels": torch.stack([torch.full((2, frames), k + 1.0) for k in items]),
+                           "audios": torch.stack([torch.full((3 * frames,), k + 1.0) for k in items]),
+                           "maps": None})
+    assert canvas.lengths == [11, 4] and canvas.num_frames == 11
+    expected = torch.full((2, 2, 11), -9.0)
+    expected[0, :, 0:2], expected[0, :, 4:7], expected[0, :, 9:11], expected[1, :, 0:4] = 1.0, 2.0, 3.0, 4.0
+    torch.testing.assert_close(canvas.outputs["mels"], expected)
+    audios = torch.zeros(2, 33)  # the pauses and the padding are silence
+    audios[0, 0:6], audios[0, 12:21], audios[0, 27:33], audios[1, 0:12] = 1.0, 2.0, 3.0, 4.0
+    torch.testing.assert_close(canvas.outputs["audios"], audios)
+    assert canvas.outputs["maps"] is None
+
+
 def test_the_text_encoder_runs_on_a_few_sentences_at_a_time_with_the_same_result(pipe):
     from melinterp.pipelines.batching import in_chunks
 
@@ -468,8 +488,15 @@ def test_the_text_encoder_runs_on_a_few_sentences_at_a_time_with_the_same_result
     with torch.no_grad():
         whole = pipe.text_encoder(ids, lengths, style, pitch)
         calls = []
-        chunked = in_chunks(lambda *rows: calls.append(len(rows[0])) or pipe.text_encoder(*rows), 4)(
+        chunked = in_chunks(lambda *rows: calls.append(len(rows[0])) or pipe.text_encoder(*rows), 4 * 17**2)(
             ids, lengths, style, pitch)
-    assert calls == [4, 4, 3]
+    assert calls == [4, 4, 3]  # 4 rows of 17 ids fill the budget of cells
+    calls.clear()
+    in_chunks(lambda *rows: calls.append(len(rows[0])) or pipe.text_encoder(*rows), 4 * 17**2)(
+        ids[:, :8], lengths.clamp(max=8), style, pitch)
+    assert calls == [11]  # shorter rows: more of them a call
+    calls.clear()
+    in_chunks(lambda *rows: calls.append(len(rows[0])) or pipe.text_encoder(*rows), 10)(ids, lengths, style, pitch)
+    assert calls == [1] * 11  # one row a call at least
     for a, b in zip(whole, chunked):
         close(a, b)

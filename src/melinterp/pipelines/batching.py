@@ -5,20 +5,20 @@
   sentence, seeded from its text's; so an item's noise never depends on the other items of the batch.
 - `equal_length_groups`: the items denoised together (the U-Net's GroupNorm statistics span the whole image, so
   padding one item to another's length would change it), at most ``max_batch_frames`` frames a group.
-- `in_chunks`: a model applied to a few sentences at a time (the text encoder's self-attention is (B, heads, L, L):
-  90 sentences of 600 phoneme ids at once took 1.2 GB).
-- `join_texts`: each text's sentences joined in time, a pause apart, and the texts padded to the longest.
+- `in_chunks`: a model applied to a few sentences at a time, as many as a budget of attention cells allows (the text
+  encoder's self-attention is (B, heads, L, L): 90 sentences of 600 phoneme ids at once took 1.2 GB).
+- `TextCanvas`: each text's sentences laid out in time, a pause apart, the texts padded to the longest; a group's
+  outputs are written in as soon as they are made, so the outputs are held once, whatever the number of groups.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from melinterp.text import split_sentences
 from melinterp.text.errors import check_text
 
-TEXT_ENCODER_BATCH = 8  # sentences one text-encoder call holds at most
+TEXT_ENCODER_CELLS = 8 * 256**2  # rows x (padded phoneme ids)^2 of one text-encoder call: 8 sentences of 256 ids
 
 
 def split_texts(texts: list[str], split: bool) -> tuple[list[str], list[range]]:
@@ -79,32 +79,57 @@ def equal_length_groups(lengths: torch.Tensor, max_frames: int | None = None) ->
             for start in range(0, len(items), size)]
 
 
-def join_texts(per_item: list[torch.Tensor | None], spans: list[range], pause: int, fill: float,
-               num_frames: int | None = None) -> torch.Tensor | None:
-    """Each text's sentences (..., T_k) joined in time, ``pause`` steps of ``fill`` between each two, and the texts
-    stacked, padded with ``fill`` to ``num_frames`` (default: the longest): (B_text, ..., num_frames).
+class TextCanvas:
+    """Each text's outputs (B_text, ..., num_frames): its sentences in order, ``pause`` frames of fill between two,
+    the texts padded with fill to the longest; filled group by group as the sentences are made.
 
-    None when any item is None (an output the mode does not make).
+    Args:
+        spans: text b's sentences are ``spans[b]`` (indices into `lengths`).
+        lengths: frames of each sentence.
+        pause: frames between two sentences of a text.
+        fills: output name -> its fill value (others fill with 0.0).
+        scales: output name -> samples per frame of its time axis (others 1: "audios" is hop_length).
     """
-    if any(item is None for item in per_item):
-        return None
-    texts = []
-    for span in spans:
-        pieces = [per_item[b] for b in span]
-        gap = pieces[0].new_full((*pieces[0].shape[:-1], pause), fill)
-        joined = [pieces[0]]
-        for piece in pieces[1:]:
-            joined += [gap, piece]
-        texts.append(torch.cat(joined, dim=-1) if len(pieces) > 1 else pieces[0])
-    num_frames = max(text.shape[-1] for text in texts) if num_frames is None else num_frames
-    return torch.stack([F.pad(text, (0, num_frames - text.shape[-1]), value=fill) for text in texts])
+
+    def __init__(self, spans: list[range], lengths: list[int], pause: int, fills: dict[str, float] | None = None,
+                 scales: dict[str, int] | None = None):
+        self.fills, self.scales = fills or {}, scales or {}
+        self.texts, self.offsets = [0] * len(lengths), [0] * len(lengths)  # each sentence's text and first frame
+        text_lengths = []
+        for b, span in enumerate(spans):
+            start = 0
+            for k in span:
+                self.texts[k], self.offsets[k] = b, start
+                start += lengths[k] + pause
+            text_lengths.append(start - pause)
+        self.lengths = text_lengths  # frames of each text
+        self.num_frames = max(text_lengths)
+        self.outputs: dict[str, torch.Tensor | None] = {}
+
+    def add(self, items: list[int], outputs: dict[str, torch.Tensor | None]) -> None:
+        """Write the outputs (B_g, ..., T_g * scale) of the sentences `items` (None: an output the mode does not
+        make) at their places."""
+        for name, values in outputs.items():
+            if values is None:
+                self.outputs.setdefault(name, None)
+                continue
+            scale = self.scales.get(name, 1)
+            if self.outputs.get(name) is None:
+                self.outputs[name] = values.new_full((len(self.lengths), *values.shape[1:-1],
+                                                      self.num_frames * scale), self.fills.get(name, 0.0))
+            canvas = self.outputs[name]
+            for j, k in enumerate(items):
+                start = self.offsets[k] * scale
+                canvas[self.texts[k], ..., start: start + values.shape[-1]] = values[j]
 
 
-def in_chunks(function, size: int = TEXT_ENCODER_BATCH):
-    """`function` applied to at most `size` items (rows of its tensor arguments; None passes as None) at a time,
-    its tuple of outputs concatenated along the batch: what one call gives, with memory bounded by `size` items."""
+def in_chunks(function, cells: int = TEXT_ENCODER_CELLS):
+    """`function` applied to as many rows of its tensor arguments (None passes as None) at a time as
+    ``rows * L**2 <= cells`` allows, L the padded length of the first argument (at least one row a call), its tuple
+    of outputs concatenated along the batch: what one call gives, with memory bounded by `cells` (or one row)."""
     def chunked(*batched):
-        total = batched[0].shape[0]
+        total, length = batched[0].shape[0], max(1, batched[0].shape[-1])
+        size = max(1, cells // length**2)
         if total <= size:
             return function(*batched)
         parts = [function(*(None if x is None else x[start:start + size] for x in batched))

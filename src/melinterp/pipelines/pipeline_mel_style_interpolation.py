@@ -30,16 +30,16 @@ from melinterp.guidance import (
     make_strategy,
 )
 from melinterp.models.attention_processors import AttentionStore, install_processors
-from melinterp.models.length_regulator import durations_from_log, expand_durations, sequence_mask
+from melinterp.models.length_regulator import durations_from_log, expand_durations
 from melinterp.models.style_encoder import StyleEncoder
 from melinterp.models.text_encoder import TextEncoder
 from melinterp.models.unet_mel import MelUNet2DConditionModel
 from melinterp.text import TextProcessor
 from melinterp.utils import check_number, check_positive_int
 
-from .batching import equal_length_groups, in_chunks, join_texts, sentence_generators, split_texts, text_generators
+from .batching import TextCanvas, equal_length_groups, in_chunks, sentence_generators, split_texts, text_generators
 from .loading import MelinterpPipeline, check_compatible, one_call_at_a_time
-from .pipeline_output import MAX_BATCH_FRAMES, MelStyleInterpolationPipelineOutput, warn_if_off_range
+from .pipeline_output import MAX_BATCH_FRAMES, MelStyleInterpolationPipelineOutput, RangeCheck
 from .references import ReferenceEncoding, References, blend_conditions, encode_reference, encode_references
 
 OUTPUT_TYPES = ("np", "pt", "mel")
@@ -150,7 +150,7 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
                 ``round(sentence_pause * sample_rate / hop_length)``, that are ln(log_clamp) in `mels`, zeros in
                 `audios` and 0 in the per-cell maps.
             max_batch_frames: frames one U-Net batch holds at most (one item alone may be longer): memory is bounded
-                whatever the number of sentences. Waveforms are within [-1, 1]; see also `warn_if_off_range`.
+                whatever the number of sentences. Waveforms are within [-1, 1]; see also `RangeCheck`.
         """
         # 1. Check inputs and make the strategy; split each text into its sentences: the items of the batch from
         #    here to step 6 are the sentences, text b's being `spans[b]`, each with a generator seeded from its text's
@@ -169,27 +169,33 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         references1, references2 = self.encode_references(ref1, ref2, strategy, len(texts), owners)
         null_style = self.style_encoder.null_style(len(sentences), 1)  # classifier-free guidance's condition
 
-        # 3. Encode the text: prior mean mu_y (B, n_mels, T_max), frame mask (B, 1, T_max), phoneme timing
-        mu_y, y_mask, timing = self.encode_text(sentences, strategy, references1, references2, length_scale)
+        # 3. Encode the text: phoneme-level prior mean mu_x (B, n_mels, L) and each phoneme's frames
+        mu_x, timing = self.encode_text(sentences, strategy, references1, references2, length_scale)
 
-        # 4-5. Prepare the latents and denoise them, one group of equal-length items after another (bar: sentence steps)
-        groups, results = equal_length_groups(timing.lengths, max_batch_frames), []  # (items, the group's outputs)
+        # 4-6. One group of equal-length items after another: prepare the latents, denoise them (bar: sentence
+        #      steps), check the mels against the range of real speech, vocode them; each group's outputs go straight
+        #      to their texts' places, so memory holds the outputs once, whatever the number of groups
+        hop_length = self.feature_config.hop_length
+        canvas = TextCanvas(spans, timing.lengths.tolist(),
+                            pause=round(sentence_pause * self.feature_config.sample_rate / hop_length),
+                            fills={"mels": float(np.log(self.feature_config.log_clamp))},
+                            scales={"audios": hop_length})
+        range_check = RangeCheck(self.feature_config)
         with self.progress_bar(total=len(sentences) * num_inference_steps) as progress_bar:
-            for items, num_frames in groups:
-                state = self.guidance_state(items, num_frames, mu_y, y_mask, timing, references1, references2)
+            for items, num_frames in equal_length_groups(timing.lengths, max_batch_frames):
+                state = self.guidance_state(items, num_frames, mu_x, timing, references1, references2)
                 group_generators = [generators[b] for b in items]
                 latents = self.prepare_latents(state.mu_y, group_generators, temperature, strategy.num_trajectories)
-                results.append((items, self.denoise(latents, state, strategy, num_inference_steps, guidance_scale,
-                                                    null_style.select(items), group_generators, return_attention,
-                                                    callback_on_step_end, progress_bar)))
-
-        # 6. Decode: the vocoder, one group at a time, after a check of the mels against the range of real speech
-        for _, outputs in results:
-            warn_if_off_range(outputs["mels"], self.feature_config)
-            outputs["audios"] = None if output_type == "mel" else self.decode(outputs["mels"])  # (B_g, T * hop)
+                outputs = self.denoise(latents, state, strategy, num_inference_steps, guidance_scale,
+                                       null_style.select(items), group_generators, return_attention,
+                                       callback_on_step_end, progress_bar)
+                range_check.add(outputs["mels"])
+                outputs["audios"] = None if output_type == "mel" else self.decode(outputs["mels"])  # (B_g, T * hop)
+                canvas.add(items, outputs)
+        range_check.warn()
 
         # 7. Output: each text's sentences joined, a pause apart, the texts padded to the longest
-        output = self.postprocess(results, len(sentences), spans, sentence_pause, output_type)
+        output = self.postprocess(canvas, output_type)
         self.maybe_free_model_hooks()
         return output if return_dict else (output.audios, output.mels)
 
@@ -238,8 +244,9 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         return references[0], references[1] if len(references) == 2 else None
 
     def encode_text(self, sentences: list[str], strategy: GuidanceStrategy, ref1: References, ref2: References | None,
-                    length_scale: float) -> tuple[torch.Tensor, torch.Tensor, PhonemeTiming]:
-        """Phonemes -> prior mean mu_y (B, n_mels, T_max), frame mask y_mask (B, 1, T_max) and the phoneme timing.
+                    length_scale: float) -> tuple[torch.Tensor, PhonemeTiming]:
+        """Phonemes -> the prior mean of each phoneme id mu_x (B, n_mels, L) and the phoneme timing (the frames of
+        each id: `guidance_state` makes a group's frame-level prior mean mu_y of them).
 
         The text encoder hears the voice the strategy asks for (`voice_weights`: style vector and pitch condition,
         each a blend of the two references). A strategy whose voice changes in time gets per-phoneme weights from
@@ -269,18 +276,20 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
                 None if ref1.pitch is None else torch.cat([ref1.pitch, ref2.pitch]),
             )[0].chunk(2)  # (B, n_mels, L) each
             mu_x = weight * mu_x_ref1 + (1.0 - weight) * mu_x_ref2
-        y_mask = sequence_mask(timing.lengths).unsqueeze(1).to(self.unet.dtype)  # (B, 1, T_max)
-        mu_y = expand_durations(mu_x, durations, y_mask)  # (B, n_mels, T_max)
-        return mu_y, y_mask, timing
+        return mu_x, timing
 
-    def guidance_state(self, items: list[int], num_frames: int, mu_y: torch.Tensor, y_mask: torch.Tensor,
-                       timing: PhonemeTiming, ref1: References, ref2: References | None) -> GuidanceState:
-        """The inputs of the strategy for one group of items, all `num_frames` long."""
+    def guidance_state(self, items: list[int], num_frames: int, mu_x: torch.Tensor, timing: PhonemeTiming,
+                       ref1: References, ref2: References | None) -> GuidanceState:
+        """The inputs of the strategy for one group of items, all `num_frames` long: their prior mean mu_y
+        (B_g, n_mels, num_frames), each frame its phoneme's mu_x."""
         ref1, ref2 = ref1.select(items), None if ref2 is None else ref2.select(items)
+        timing = timing.select(items)
+        y_mask = torch.ones(len(items), 1, num_frames, dtype=self.unet.dtype, device=mu_x.device)  # equal lengths
+        mu_y = expand_durations(mu_x[items], timing.durations, y_mask)  # (B_g, n_mels, num_frames)
         return GuidanceState(
-            mu_y=mu_y[items, :, :num_frames], y_mask=y_mask[items, :, :num_frames], ref1=ref1.style,
+            mu_y=mu_y, y_mask=y_mask, ref1=ref1.style,
             ref2=None if ref2 is None else ref2.style, ref1_analyses=ref1.analyses,
-            ref2_analyses={} if ref2 is None else ref2.analyses, timing=timing.select(items),
+            ref2_analyses={} if ref2 is None else ref2.analyses, timing=timing,
             feature_config=self.feature_config, padded_num_frames=self.unet.padded_num_frames(num_frames),
         )
 
@@ -358,28 +367,16 @@ class MelStyleInterpolationPipeline(MelinterpPipeline):
         log_floor = float(np.log(self.feature_config.log_clamp))
         return self.vocoder(mels.clamp(log_floor, -log_floor)).clamp(-1.0, 1.0)
 
-    def postprocess(self, results: list[tuple[list[int], dict]], num_sentences: int, spans: list[range],
-                    sentence_pause: float, output_type: str) -> MelStyleInterpolationPipelineOutput:
-        """Every group's outputs (`denoise`'s, and "audios" (B_g, T * hop) or None) as one item per text: its
-        sentences joined ``sentence_pause`` apart, the texts padded to the longest."""
-        per_item = {name: [None] * num_sentences for name in results[0][1]}  # name -> (..., T_b) of each sentence
-        for items, outputs in results:
-            for name, values in outputs.items():
-                for j, b in enumerate(items):
-                    per_item[name][b] = None if values is None else values[j]
-        hop_length = self.feature_config.hop_length
-        pause = round(sentence_pause * self.feature_config.sample_rate / hop_length)  # frames
-        lengths = torch.tensor([sum(per_item["mels"][b].shape[-1] for b in span) + pause * (len(span) - 1)
-                                for span in spans], device=self._execution_device)  # (B_text,) frames
-        silence, num_frames = float(np.log(self.feature_config.log_clamp)), int(lengths.max())
-        joined = {name: join_texts(values, spans, pause * hop_length, 0.0, num_frames * hop_length) if name == "audios"
-                  else join_texts(values, spans, pause, silence if name == "mels" else 0.0, num_frames)
-                  for name, values in per_item.items()}
+    def postprocess(self, canvas: TextCanvas, output_type: str) -> MelStyleInterpolationPipelineOutput:
+        """The texts' outputs of `canvas` (`denoise`'s, and "audios" (B_text, T * hop) or None) as the pipeline's
+        output, numpy unless `output_type` is "pt"."""
+        outputs = canvas.outputs
+        lengths = torch.tensor(canvas.lengths, device=self._execution_device)  # (B_text,) frames
         if output_type != "pt":
-            joined = {name: None if v is None else v.float().cpu().numpy() for name, v in joined.items()}
+            outputs = {name: None if v is None else v.float().cpu().numpy() for name, v in outputs.items()}
             lengths = lengths.cpu().numpy()
         return MelStyleInterpolationPipelineOutput(lengths=lengths, sample_rate=int(self.feature_config.sample_rate),
-                                                   **joined)
+                                                   **outputs)
 
     @torch.no_grad()
     def encode_reference(self, ref) -> ReferenceEncoding:

@@ -10,33 +10,59 @@ from typing import Any
 import torch
 from diffusers.utils import BaseOutput
 
-MAX_BATCH_FRAMES = 2048  # frames denoised in one U-Net batch at most (about 24 s of speech), unless one item is longer
+# frames denoised in one U-Net batch at most, unless one item is longer: about 18 s of speech, the length of the longest
+# piece `melinterp.text.split_sentences` makes (MAX_CHUNK_CHARS), so a batch costs about what that piece does alone
+MAX_BATCH_FRAMES = 1536
 MEL_CEILING = 2.5  # nats: above any log-mel of real audio (speech peaks near 1.8, a full-scale sine at 2.1)
 MEL_FLOOR_MARGIN = 8.0  # nats below ln(log_clamp): a model's silence dips below the floor, never this far
-MAX_OFF_RANGE_SHARE = 5e-4  # of the cells, beyond which the output is noise rather than speech
+# of the cells, beyond which the output is noise rather than speech: settings that make noise leave 5.6-47 % of them
+# (guidance_scale 50, dpm at 2 steps, temperature 0.5), healthy outputs of the voices decoder up to 0.06 %
+MAX_OFF_RANGE_SHARE = 1e-2
 
 
 class OffRangeWarning(UserWarning):
     """The generated mel left the range of the speech the model was trained on: the audio is likely noise."""
 
 
-def warn_if_off_range(mels: torch.Tensor, feature_config) -> float:
-    """Warn (`OffRangeWarning`) when more than `MAX_OFF_RANGE_SHARE` of the cells of log-mels (B, n_mels, T) lie
-    outside [ln(log_clamp) - `MEL_FLOOR_MARGIN`, `MEL_CEILING`]; returns that share.
+class RangeCheck:
+    """Counts the cells of generated log-mels (B, n_mels, T) that lie outside [ln(log_clamp) - `MEL_FLOOR_MARGIN`,
+    `MEL_CEILING`], group after group, and warns once (`OffRangeWarning`) when more than `MAX_OFF_RANGE_SHARE` of
+    them do.
 
-    Measured on the bundled model (one sentence, ref `examples/refs/mid_awb.wav`, seed 0): 0 % at the defaults, at
-    temperature 1 and 3, guidance scale 10 and DPM-Solver with 4 steps; 0.24 % at temperature 0.75, 0.21 % at
-    guidance scale 20, 0.17 % at DPM-Solver with 3 steps; 47 % at temperature 0.5, 5.6 % at guidance scale 50 and
-    6.0 % at DPM-Solver with 2 steps, settings whose waveforms were once 96-99 % clipped noise.
+    Measured on the first bundled model (one sentence, ref `examples/refs/mid_awb.wav`, seed 0): 0 % at the
+    defaults, at temperature 1 and 3, guidance scale 10 and DPM-Solver with 4 steps; 0.17-0.24 % at temperature
+    0.75, guidance scale 20 and DPM-Solver with 3 steps (speech still); 47 % at temperature 0.5, 5.6 % at guidance
+    scale 50 and 6.0 % at DPM-Solver with 2 steps, settings whose waveforms were once 96-99 % clipped noise.
     """
-    floor = math.log(feature_config.log_clamp) - MEL_FLOOR_MARGIN
-    share = float(((mels > MEL_CEILING) | (mels < floor)).float().mean())
-    if share > MAX_OFF_RANGE_SHARE:
-        warnings.warn(f"{share:.2%} of the generated mel's cells lie outside [{floor:.1f}, {MEL_CEILING}] nats, the "
-                      f"range of real speech the model was trained on: the audio is likely noise. Sampler settings "
-                      f"that do this to the bundled model: temperature below 1, guidance_scale above 10, the dpm "
-                      f"scheduler with fewer than 4 steps", OffRangeWarning, stacklevel=2)
-    return share
+
+    def __init__(self, feature_config):
+        self.floor = math.log(feature_config.log_clamp) - MEL_FLOOR_MARGIN
+        self.outside, self.cells = 0, 0
+
+    def add(self, mels: torch.Tensor) -> None:
+        self.outside += int(((mels > MEL_CEILING) | (mels < self.floor)).sum())
+        self.cells += mels.numel()
+
+    @property
+    def share(self) -> float:
+        return self.outside / max(1, self.cells)
+
+    def warn(self) -> float:
+        """Warn if too many cells were outside; returns their share."""
+        share = self.share
+        if share > MAX_OFF_RANGE_SHARE:
+            warnings.warn(f"{share:.2%} of the generated mel's cells lie outside [{self.floor:.1f}, {MEL_CEILING}] "
+                          f"nats, the range of real speech the model was trained on: the audio is likely noise. "
+                          f"Sampler settings that do this to the bundled model: temperature 0.5, guidance_scale 50, "
+                          f"the dpm scheduler with 2 steps", OffRangeWarning, stacklevel=3)
+        return share
+
+
+def warn_if_off_range(mels: torch.Tensor, feature_config) -> float:
+    """`RangeCheck` of one tensor of log-mels: warns if it left the range of real speech; returns the share."""
+    check = RangeCheck(feature_config)
+    check.add(mels)
+    return check.warn()
 
 
 @dataclass
