@@ -297,12 +297,15 @@ def browser():
     driver.quit()
 
 
-def wait_for(driver, css: str, timeout: float = 30.0, *, gone: bool = False):
-    """The first element matching `css`, once there is one (with `gone`: once there is none)."""
+def wait_for(driver, css: str, timeout: float = 30.0, *, gone: bool = False, text: bool = False):
+    """The first element matching `css`, once there is one (with `text`: one showing text; with `gone`: once there
+    is none)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     def seen(driver):
         found = driver.find_elements("css selector", css)
+        if text:
+            found = [element for element in found if element.text.strip()]
         return not found if gone else found
 
     found = WebDriverWait(driver, timeout).until(seen)
@@ -365,4 +368,4 @@ def test_the_page_shows_an_error_as_melinterp_synthesize_words_it(server, browse
     box.send_keys(Keys.CONTROL, "a")
     box.send_keys(text)
     browser.find_element("css selector", "#speak").click()
-    assert wait_for(browser, "[data-testid=toast-text]").text == message
+    assert wait_for(browser, "[data-testid=toast-text]", text=True).text == message
