@@ -393,6 +393,16 @@ def test_init_from_starts_from_an_exported_model_and_refuses_a_mismatch(tiny_cor
     assert models["unet"].config.block_out_channels == [16, 32]
 
 
+def test_init_components_need_init_from(tiny_corpus, tmp_path, capsys):
+    from melinterp.cli import main
+
+    assert main(["train", "--config", str(tiny_corpus["config_path"]), "--output-dir", str(tmp_path / "run"),
+                 "--init-components", "unet", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("melinterp train: error: --init-components names the models --init-from gives")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_reference_group_pattern_draws_references_across_speakers_of_one_group(tiny_corpus):
     """With a pattern that maps every speaker to one group, references come from other speakers too; the item's
     pitch condition is that of its own utterance."""
