@@ -91,6 +91,40 @@ def test_every_mode_runs_end_to_end(pipe, mode, kwargs):
     assert (out.ref1_mass is not None) == (mode in ("temporal", "freq"))
 
 
+@pytest.fixture(scope="module")
+def tokens_only_pipe(pipe):
+    """The tiny pipeline with a U-Net that hears the voice only through its cross-attention tokens (no global style
+    vector), as examples/configs/models/voices_tokens_only.json."""
+    from melinterp.models import MelUNet2DConditionModel
+    from melinterp.pipelines import MelStyleInterpolationPipeline
+
+    config = {k: v for k, v in pipe.unet.config.items() if not k.startswith("_")}
+    config.update(class_embed_type=None, projection_class_embeddings_input_dim=None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet = MelUNet2DConditionModel(**config).eval()
+    tokens_only = MelStyleInterpolationPipeline(**{**pipe.components, "unet": unet})
+    tokens_only.set_progress_bar_config(disable=True)
+    return tokens_only
+
+
+@pytest.mark.parametrize("mode, kwargs", MODES, ids=MODE_IDS)
+def test_every_mode_runs_with_a_unet_that_hears_the_voice_only_through_its_tokens(tokens_only_pipe, mode, kwargs):
+    out = run(tokens_only_pipe, mode, return_attention=True, **kwargs)
+    assert np.isfinite(out.audios).all() and np.abs(out.audios).max() > 0
+    assert out.mels.shape == (1, 80, int(out.lengths[0]))
+
+
+def test_a_tokens_only_unet_ignores_the_style_vector(tokens_only_pipe):
+    unet = tokens_only_pipe.unet
+    assert unet.class_embedding is None
+    sample, tokens = torch.randn(1, 2, 80, 32, generator=seeded(0)), torch.randn(1, 5, 16, generator=seeded(1))
+    with torch.no_grad():
+        outputs = [unet(sample, torch.tensor([0.5]), tokens, class_labels=torch.randn(1, 16, generator=seeded(k))).sample
+                   for k in (2, 3)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
 def test_output_types(pipe):
     pt = run(pipe, output_type="pt")
     assert isinstance(pt.audios, torch.Tensor) and isinstance(pt.mels, torch.Tensor)
