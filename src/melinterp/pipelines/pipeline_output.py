@@ -29,9 +29,9 @@ class RangeCheck:
     `MEL_CEILING`], group after group, and warns once (`OffRangeWarning`) when more than `MAX_OFF_RANGE_SHARE` of
     them do.
 
-    Measured on the first bundled model (one sentence, ref `examples/refs/mid_awb.wav`, seed 0): 0 % at the
+    Measured on the bundled model (one sentence, ref `examples/refs/mid_awb.wav`, seed 0): 0 % at the
     defaults, at temperature 1 and 3, guidance scale 10 and DPM-Solver with 4 steps; 0.17-0.24 % at temperature
-    0.75, guidance scale 20 and DPM-Solver with 3 steps (speech still); 47 % at temperature 0.5, 5.6 % at guidance
+    0.75, guidance scale 20 and DPM-Solver with 3 steps; 47 % at temperature 0.5, 5.6 % at guidance
     scale 50 and 6.0 % at DPM-Solver with 2 steps, settings whose waveforms were once 96-99 % clipped noise.
     """
 
