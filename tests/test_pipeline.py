@@ -120,8 +120,8 @@ def test_a_tokens_only_unet_ignores_the_style_vector(tokens_only_pipe):
     assert unet.class_embedding is None
     sample, tokens = torch.randn(1, 2, 80, 32, generator=seeded(0)), torch.randn(1, 5, 16, generator=seeded(1))
     with torch.no_grad():
-        outputs = [unet(sample, torch.tensor([0.5]), tokens, class_labels=torch.randn(1, 16, generator=seeded(k))).sample
-                   for k in (2, 3)]
+        style_vectors = [torch.randn(1, 16, generator=seeded(k)) for k in (2, 3)]
+        outputs = [unet(sample, torch.tensor([0.5]), tokens, class_labels=vector).sample for vector in style_vectors]
     torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
 
 

@@ -76,8 +76,8 @@ def main() -> int:
               f"({1000 * run['seconds'] / run['chars']:.1f} ms a character)")
     figures = {
         "memory_whole_over_longest_chunk": runs["whole"]["peak_rss_mib"] / runs["longest_chunk"]["peak_rss_mib"],
-        "time_per_char_whole_over_quarter": (runs["whole"]["seconds"] / runs["whole"]["chars"])
-                                            / (runs["quarter"]["seconds"] / runs["quarter"]["chars"]),
+        "time_per_char_whole_over_quarter": ((runs["whole"]["seconds"] / runs["whole"]["chars"])
+                                             / (runs["quarter"]["seconds"] / runs["quarter"]["chars"])),
     }
     print(f"memory: whole text / longest chunk = {figures['memory_whole_over_longest_chunk']:.2f}; time per "
           f"character: whole / quarter = {figures['time_per_char_whole_over_quarter']:.2f}; load average "

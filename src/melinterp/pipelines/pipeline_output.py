@@ -54,15 +54,8 @@ class RangeCheck:
             warnings.warn(f"{share:.2%} of the generated mel's cells lie outside [{self.floor:.1f}, {MEL_CEILING}] "
                           f"nats, the range of real speech the model was trained on: the audio is likely noise. "
                           f"Sampler settings that do this to the bundled model: temperature 0.5, guidance_scale 50, "
-                          f"the dpm scheduler with 2 steps", OffRangeWarning, stacklevel=3)
+                          f"the dpm scheduler with 2 steps", OffRangeWarning, stacklevel=2)
         return share
-
-
-def warn_if_off_range(mels: torch.Tensor, feature_config) -> float:
-    """`RangeCheck` of one tensor of log-mels: warns if it left the range of real speech; returns the share."""
-    check = RangeCheck(feature_config)
-    check.add(mels)
-    return check.warn()
 
 
 @dataclass
