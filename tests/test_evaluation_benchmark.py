@@ -151,6 +151,71 @@ def test_quality_vocoders_and_vocode():
     np.testing.assert_allclose(audio, -np.log(config.log_clamp), rtol=1e-6)
 
 
+def _tiny_vocos():
+    from melinterp.models.vocos import VocosVocoder
+
+    return VocosVocoder(dim=8, intermediate_dim=16, num_layers=1).eval()
+
+
+def test_an_stft_frame_vocoder_gets_its_phase_and_magnitude_rows():
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    vocos = _tiny_vocos()
+    assert benchmark.splits_phase(vocos) and not benchmark.splits_phase(GriffinLimVocoder())
+    vocoders = {"griffin_lim": GriffinLimVocoder(), "VocosVocoder": vocos}
+    assert quality_rows(vocoders) == [
+        "ground_truth", "vocoded_gt/griffin_lim", "vocoded_gt/VocosVocoder",
+        "vocoded_gt/VocosVocoder:recording_phase", "vocoded_gt/VocosVocoder:recording_magnitude",
+        "none/griffin_lim", "none/VocosVocoder"]
+    assert quality_rows(list(vocoders)) == ["ground_truth", "vocoded_gt/griffin_lim", "vocoded_gt/VocosVocoder",
+                                            "none/griffin_lim", "none/VocosVocoder"]  # names alone: no split
+
+    # the table explains the split rows only when it has them
+    rows = quality_rows(vocoders)
+    utterance = _utterance_numbers("flite", "one", {row: "one" for row in rows}, {row: 3.0 for row in rows})
+    quality = {**aggregate_quality([utterance], rows), "n_utterances": 1, "row_order": rows}
+    markdown = "\n".join(benchmark.quality_markdown(quality))
+    assert "| vocoded_gt/VocosVocoder:recording_magnitude | 3.00 |" in markdown
+    assert "the recording's magnitudes with V's phases" in markdown
+    plain = quality_rows(["griffin_lim"])
+    utterance = _utterance_numbers("flite", "one", {row: "one" for row in plain}, {row: 3.0 for row in plain})
+    quality = {**aggregate_quality([utterance], plain), "n_utterances": 1, "row_order": plain}
+    assert "recording_phase" not in "\n".join(benchmark.quality_markdown(quality))
+
+
+def test_phase_magnitude_split_swaps_the_right_half():
+    """A stand-in that predicts twice the recording's own STFT: with the recording's phases put back the output is
+    twice the recording (the magnitudes are the vocoder's); with its magnitudes put back, the recording itself."""
+    import torch
+
+    from melinterp.audio import FeatureConfig, MelSpectrogram
+
+    config = FeatureConfig()
+    truth = 0.3 * harmonic_tone(160.0, seconds=0.5)[: 40 * config.hop_length]
+    truth = (truth * np.hanning(len(truth))).astype(np.float32)  # quiet edges: no reflect-padding artefacts
+    recording = MelSpectrogram(config).stft(torch.from_numpy(truth)[None])
+    vocos = _tiny_vocos()
+    seen = []
+
+    def spectrum(mel):  # what an STFT-frame vocoder predicts from the recording's mel
+        seen.append(mel)
+        return 2.0 * recording
+
+    vocos.spectrum = spectrum
+    split = benchmark.phase_magnitude_split(vocos, truth, config)
+    assert list(split) == ["recording_phase", "recording_magnitude"]
+    (mel,) = seen
+    torch.testing.assert_close(mel[0], MelSpectrogram(config)(torch.from_numpy(truth)))  # the vocoded_gt mel
+    assert split["recording_phase"].shape == split["recording_magnitude"].shape == truth.shape
+    np.testing.assert_allclose(split["recording_magnitude"], truth, atol=1e-4)
+    np.testing.assert_allclose(split["recording_phase"], 2.0 * truth, atol=2e-4)
+
+    vocos.spectrum = lambda mel: recording.abs().to(torch.complex64)  # zero phase: the phase half is what moves
+    split = benchmark.phase_magnitude_split(vocos, truth, config)
+    np.testing.assert_allclose(split["recording_phase"], truth, atol=1e-4)
+    assert np.abs(split["recording_magnitude"] - truth).max() > 0.05
+
+
 def _utterance_numbers(speaker: str, text: str, transcripts: dict, ovrl: dict) -> dict:
     """One utterance's result as `score_quality_utterance` writes it, with chosen transcripts and OVRL per row."""
     return {"speaker": speaker, "text": text, "outputs": {

@@ -29,6 +29,7 @@ from melinterp.training.discriminators import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from melinterp.training.phase_loss import anti_wrapped, phase_losses
 from melinterp.training.vocoder_mels import recording_key, save_model_mels
 from melinterp.training.vocoder_trainer import (
     SegmentBank,
@@ -139,11 +140,24 @@ def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
     ({"log": {"val_evry": 8}}, r"section 'log': \['val_evry'\]"),
     ({"optim": {"mixed_precision": "fp16"}},
      "optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got 'fp16'"),
+    ({"optim": {"gd_weight": -1.0}}, r"optim.ip_weight, gd_weight and ptd_weight must be >= 0, got 0.0, -1.0, 0.0"),
 ])
 def test_config_errors_name_the_problem(change, message):
     raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}
     with pytest.raises(ValueError, match=message):
         VocoderTrainingConfig.from_dict(raw)
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in SHIPPED_CONFIGS.glob("vocoder*.json")))
+def test_the_shipped_vocoder_configs_parse_and_build(name):
+    config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
+    models = build_vocoder_models(config)
+    assert isinstance(models["generator"], VocosVocoder)
+    phase = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight)
+    assert (name == "vocoder_phase.json") == any(weight > 0 for weight in phase)
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
@@ -376,6 +390,66 @@ def test_mel_loss_stays_float32_under_bf16_autocast(corpus, tmp_path, monkeypatc
     assert dtypes == [torch.float32, torch.float32]  # the real segment's mel and the generated one's
     assert all(np.isfinite(value) for value in trainer._last_losses.values())
 
+
+
+def _phase_ramp(n_freq: int, frames: int, per_bin: float, per_frame: float, offset: float = 0.0) -> torch.Tensor:
+    """Unit-magnitude (1, n_freq, T) frames whose phase is offset + per_bin * k + per_frame * t."""
+    k = torch.arange(n_freq, dtype=torch.float32)[:, None]
+    t = torch.arange(frames, dtype=torch.float32)[None]
+    return torch.polar(torch.ones(n_freq, frames), offset + per_bin * k + per_frame * t)[None]
+
+
+def test_phase_losses_measure_each_kind_of_phase_error():
+    truth = _phase_ramp(33, 20, per_bin=0.3, per_frame=1.1)
+    same = phase_losses(truth, truth)
+    assert all(float(value) < 1e-5 for value in same.values())
+    # 2 pi apart is the same phase; a constant offset moves the phase but neither of its differences
+    assert float(phase_losses(_phase_ramp(33, 20, 0.3, 1.1, offset=2 * np.pi), truth)["ip"]) < 1e-5
+    shifted = phase_losses(_phase_ramp(33, 20, 0.3, 1.1, offset=0.5), truth)
+    assert float(shifted["ip"]) == pytest.approx(0.5, abs=1e-5)
+    assert float(shifted["gd"]) < 1e-5 and float(shifted["ptd"]) < 1e-5
+    # a wrong instantaneous frequency is a phase time difference error; a wrong pulse position, a group delay one
+    assert float(phase_losses(_phase_ramp(33, 20, 0.3, 1.4), truth)["ptd"]) == pytest.approx(0.3, abs=1e-5)
+    assert float(phase_losses(_phase_ramp(33, 20, 0.3, 1.4), truth)["gd"]) < 1e-5
+    assert float(phase_losses(_phase_ramp(33, 20, 0.1, 1.1), truth)["gd"]) == pytest.approx(0.2, abs=1e-5)
+    # an error of nearly 2 pi is a small one the other way (anti-wrapped)
+    assert float(anti_wrapped(torch.tensor(2 * np.pi - 0.1))) == pytest.approx(0.1, abs=1e-6)
+
+
+def test_phase_losses_count_only_the_audible_cells():
+    truth = _phase_ramp(33, 20, 0.3, 1.1)
+    quiet = torch.ones(1, 33, 20)
+    quiet[:, 16:] = 1e-4  # the upper bins 80 dB down: below the -60 dB floor
+    wrong_above = torch.cat([truth[:, :16], _phase_ramp(33, 20, 0.3, 1.1, offset=1.0)[:, 16:]], dim=1)
+    losses = phase_losses(wrong_above, truth * quiet)
+    assert float(losses["ip"]) < 1e-5 and float(losses["ptd"]) < 1e-5
+    predicted = truth.clone().requires_grad_(True)
+    phase_losses(predicted * torch.polar(torch.ones(()), torch.tensor(0.4)), truth)["ip"].backward()
+    assert predicted.grad is not None and torch.isfinite(predicted.grad.real).all()
+    with pytest.raises(ValueError, match="two complex STFTs of one shape"):
+        phase_losses(truth.abs(), truth)
+    with pytest.raises(ValueError, match="two complex STFTs of one shape"):
+        phase_losses(truth[:, :, :1], truth[:, :, :1])
+
+
+def test_phase_weights_add_the_phase_terms_to_the_generator_loss(corpus, tmp_path):
+    weights = {"ip_weight": 0.5, "gd_weight": 2.0, "ptd_weight": 3.0}
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "phase", data={"val_filelist": None},
+                                                          optim=weights))
+    trainer = VocoderTrainer(config, tmp_path / "phase", progress=False)
+    trainer._train_step()
+    losses = trainer._last_losses
+    assert all(0.0 <= losses[f"phase_{term}"] <= np.pi for term in ("ip", "gd", "ptd"))
+    without_phase = (losses["adversarial"] + config.optim.feature_matching_weight * losses["feature_matching"]
+                     + config.optim.mel_weight * losses["mel"])
+    phase = sum(weights[f"{term}_weight"] * losses[f"phase_{term}"] for term in ("ip", "gd", "ptd"))
+    assert losses["generator"] == pytest.approx(without_phase + phase, rel=1e-4)
+    assert all(p.grad is not None for p in trainer.models["generator"].parameters())
+
+    plain = VocoderTrainer(VocoderTrainingConfig.from_file(write_config(corpus, "no_val", data={"val_filelist": None})),
+                           tmp_path / "plain", progress=False)
+    plain._train_step()
+    assert not any(name.startswith("phase_") for name in plain._last_losses)
 
 
 def test_generator_step_leaves_the_discriminators_gradients_alone(corpus, tmp_path):

@@ -210,8 +210,9 @@ class MelSpectrogram(torch.nn.Module):
         self.register_buffer("mel_basis", mel_filterbank(self.config), persistent=False)  # (n_mels, n_freq)
         self.register_buffer("window", torch.hann_window(self.config.win_length), persistent=False)  # (win,)
 
-    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
-        """STFT magnitude of ``audio`` (B, N) or (N,) in [-1, 1] -> (B, n_fft // 2 + 1, T) or (n_fft // 2 + 1, T)."""
+    def stft(self, audio: torch.Tensor) -> torch.Tensor:
+        """Complex STFT of ``audio`` (B, N) or (N,) in [-1, 1] -> (B, n_fft // 2 + 1, T) or (n_fft // 2 + 1, T), with
+        the front end's framing: frame i is centred at sample (i + 0.5) * hop_length, T = N // hop_length."""
         config = self.config
         if audio.dim() not in (1, 2):
             raise AudioError(f"expected audio of shape (N,) or (B, N), got {tuple(audio.shape)}")
@@ -228,8 +229,12 @@ class MelSpectrogram(torch.nn.Module):
         padded = F.pad(batch, (pad_left, pad_right), mode="reflect").squeeze(1)  # (B, N + n_fft - hop)
         spectrum = torch.stft(padded, config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
                               window=self.window, center=False, return_complex=True)  # (B, n_freq, T)
-        magnitude = torch.sqrt(spectrum.real ** 2 + spectrum.imag ** 2 + 1e-9)
-        return magnitude if audio.dim() == 2 else magnitude[0]
+        return spectrum if audio.dim() == 2 else spectrum[0]
+
+    def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
+        """STFT magnitude of ``audio`` (B, N) or (N,) in [-1, 1] -> (B, n_fft // 2 + 1, T) or (n_fft // 2 + 1, T)."""
+        spectrum = self.stft(audio)
+        return torch.sqrt(spectrum.real ** 2 + spectrum.imag ** 2 + 1e-9)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Log-mel of ``audio`` (B, N) or (N,) -> (B, n_mels, T) or (n_mels, T), T = N // hop_length."""

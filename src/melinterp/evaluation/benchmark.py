@@ -26,7 +26,9 @@ to the other. Temporal: both parts follow their own reference. Mix: both Spearma
 The quality section (``--sections quality`` runs it alone, in minutes) scores N held-out utterances (16, spread
 over the speakers) with DNSMOS (OVRL, SIG, BAK, P808: naturalness without a reference), the word error rate of
 pocketsphinx and MCD to the recording, for: ``ground_truth`` (the recording), ``vocoded_gt/<vocoder>`` (the
-recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when it is another) and
+recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when it is another; for a vocoder that
+predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its frames with
+the recording's phases or magnitudes put back, which say whether its magnitudes or its phases cost more) and
 ``none/<vocoder>`` (mode none with ref1 = another utterance of the speaker, one mel through each vocoder). WER is
 counted only on the voices whose ground truth the recogniser reads (WER under 25 %); the others are listed.
 
@@ -489,10 +491,38 @@ def quality_vocoders(pipeline, device: str = "cpu") -> dict:
     return vocoders
 
 
-def quality_rows(vocoder_names) -> list[str]:
-    """The quality table's rows: the recording, the recording's mel through each vocoder, mode none through each."""
-    return ["ground_truth", *(f"vocoded_gt/{name}" for name in vocoder_names),
-            *(f"none/{name}" for name in vocoder_names)]
+SPLIT_ROWS = ("recording_phase", "recording_magnitude")  # see `phase_magnitude_split`
+
+
+def splits_phase(vocoder) -> bool:
+    """Whether a vocoder predicts STFT frames (``spectrum(mel)`` and ``from_spectrum(frames)``, as `VocosVocoder`
+    does), so that the quality section can split its error into what its magnitudes and its phases cost."""
+    return callable(getattr(vocoder, "spectrum", None)) and callable(getattr(vocoder, "from_spectrum", None))
+
+
+def quality_rows(vocoders) -> list[str]:
+    """The quality table's rows: the recording, the recording's mel through each vocoder (and, for an STFT-frame
+    vocoder, its two `phase_magnitude_split` rows), mode none through each.
+
+    ``vocoders``: names, or the name -> vocoder dict of `quality_vocoders` (only a dict says which vocoders split).
+    """
+    split = {name for name in vocoders if isinstance(vocoders, dict) and splits_phase(vocoders[name])}
+    vocoded = [row for name in vocoders
+               for row in (f"vocoded_gt/{name}", *(f"vocoded_gt/{name}:{part}" for part in SPLIT_ROWS
+                                                   if name in split))]
+    return ["ground_truth", *vocoded, *(f"none/{name}" for name in vocoders)]
+
+
+def _vocoder_input(vocoder, mel, feature_config):
+    """A natural-log mel (n_mels, T) as a (1, n_mels, T) tensor on the vocoder's device and in its dtype, clamped to
+    +-ln(log_clamp) as the pipeline does before its vocoder."""
+    import torch
+
+    weight = next(itertools.chain(vocoder.parameters(), vocoder.buffers()), None)
+    device, dtype = (weight.device, weight.dtype) if weight is not None and weight.is_floating_point() else \
+        ("cpu", torch.float32)
+    log_floor = float(np.log(feature_config.log_clamp))
+    return torch.as_tensor(mel).to(device=device, dtype=dtype).clamp(log_floor, -log_floor)[None]
 
 
 def vocode(vocoder, mel, feature_config) -> np.ndarray:
@@ -501,14 +531,36 @@ def vocode(vocoder, mel, feature_config) -> np.ndarray:
     pipeline does before its vocoder."""
     import torch
 
-    weight = next(itertools.chain(vocoder.parameters(), vocoder.buffers()), None)
-    device, dtype = (weight.device, weight.dtype) if weight is not None and weight.is_floating_point() else \
-        ("cpu", torch.float32)
-    log_floor = float(np.log(feature_config.log_clamp))
-    mel = torch.as_tensor(mel).to(device=device, dtype=dtype).clamp(log_floor, -log_floor)
     with torch.no_grad():
-        audio = vocoder(mel[None])[0]  # (T * hop_length,)
+        audio = vocoder(_vocoder_input(vocoder, mel, feature_config))[0]  # (T * hop_length,)
     return audio.float().cpu().numpy()
+
+
+def phase_magnitude_split(vocoder, truth: np.ndarray, feature_config) -> dict[str, np.ndarray]:
+    """Where an STFT-frame vocoder (`splits_phase`) loses, on one recording: its frames from the recording's mel,
+    half of them swapped for the recording's own STFT (the front end's framing) before the inverse STFT.
+
+    Returns float32 waveforms (T * hop_length,): ``recording_phase``, the vocoder's magnitudes with the recording's
+    phases (what the magnitudes alone cost), and ``recording_magnitude``, the recording's magnitudes with the
+    vocoder's phases (what the phases alone cost). Judged beside ``vocoded_gt`` and the ground truth, they say
+    which half of the vocoder to improve.
+    """
+    import torch
+
+    from melinterp.audio import MelSpectrogram
+
+    front_end = MelSpectrogram(feature_config)
+    audio = torch.as_tensor(truth, dtype=torch.float32)
+    with torch.no_grad():
+        recording = front_end.stft(audio[None])  # (1, n_freq, T)
+        mel = front_end(audio)  # (n_mels, T): the mel `vocoded_gt` vocodes
+        predicted = vocoder.spectrum(_vocoder_input(vocoder, mel, feature_config)).to("cpu", torch.complex64)
+        unit = lambda frames: frames / frames.abs().clamp(min=1e-9)  # noqa: E731 (the phase as a unit complex)
+        swapped = {"recording_phase": predicted.abs() * unit(recording),
+                   "recording_magnitude": recording.abs() * unit(predicted)}
+        device = next(itertools.chain(vocoder.parameters(), vocoder.buffers())).device
+        return {part: vocoder.from_spectrum(frames.to(device))[0].float().cpu().numpy()
+                for part, frames in swapped.items()}
 
 
 def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, judges: _Judges, vocoders: dict,
@@ -535,6 +587,9 @@ def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, ju
     truth_mel = mel_spectrogram(truth, feature_config)  # (n_mels, T)
     for name, vocoder in vocoders.items():
         outputs[f"vocoded_gt/{name}"] = judge(f"vocoded_gt/{name}", vocode(vocoder, truth_mel, feature_config))
+        if splits_phase(vocoder):
+            for part, audio in phase_magnitude_split(vocoder, truth, feature_config).items():
+                outputs[f"vocoded_gt/{name}:{part}"] = judge(f"vocoded_gt/{name}:{part}", audio)
     mel = synthesize(item, "none", item.reference, None, mode="none", output_type="mel")["mel"]  # (n_mels, T)
     for name, vocoder in vocoders.items():
         outputs[f"none/{name}"] = judge(f"none/{name}", vocode(vocoder, mel, feature_config))
@@ -608,7 +663,10 @@ def quality_markdown(quality: dict) -> list[str]:
         "is better): mean over the utterances, in brackets the range of the voices' means. WER (pocketsphinx en-US) "
         f"over the voices whose ground-truth WER is under {_cell(quality['wer_voice_limit'], -1)}. MCD (dB) to the "
         "recording. `vocoded_gt/V`: the recording's mel through vocoder V; `none/V`: mode none (the text in the "
-        "voice of another utterance of the speaker) through V.", "",
+        "voice of another utterance of the speaker) through V."
+        + (" `vocoded_gt/V:recording_phase`: V's STFT magnitudes with the recording's phases (what V's magnitudes "
+           "alone cost); `vocoded_gt/V:recording_magnitude`: the recording's magnitudes with V's phases (what its "
+           "phases alone cost)." if any(":" in name for name in rows) else ""), "",
         "| output | DNSMOS OVRL | SIG | BAK | P808 | WER | MCD (dB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

@@ -110,10 +110,15 @@ class VocosVocoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
         The ConvNeXt stack runs in the module's dtype (or an enclosing autocast's); the head's output and the
         inverse STFT are float32.
         """
-        spectrum = self.spectrum(mel.to(self.embed.weight.dtype))
-        with torch.autocast(mel.device.type, enabled=False):
+        return self.from_spectrum(self.spectrum(mel.to(self.embed.weight.dtype)))
+
+    def from_spectrum(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Complex STFT frames (B, n_fft / 2 + 1, T) -> waveform (B, T * hop) in [-1, 1]: the inverse STFT of
+        `waveform`, float32, with gradients. Also takes frames that did not come from `spectrum` (the evaluation's
+        phase / magnitude split combines them with a recording's)."""
+        with torch.autocast(spectrum.device.type, enabled=False):
             window = self.window.float()
-            envelope = window_envelope(window, self.config.hop_length, mel.shape[-1])
+            envelope = window_envelope(window, self.config.hop_length, spectrum.shape[-1])
             return inverse_stft(spectrum, window, self.config.hop_length, envelope).clamp(-1.0, 1.0)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

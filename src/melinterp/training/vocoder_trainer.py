@@ -68,6 +68,12 @@ class VocoderOptimConfig:
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     mrd_weight: float = 1.0  # weight of the multi-resolution discriminator's adversarial and matching terms
+    # phase losses of an STFT-frame generator against the recording's STFT (melinterp.training.phase_loss):
+    # instantaneous phase, group delay, phase time difference; 0 leaves a term out (APNet weighs each 100 / 45 of
+    # its mel weight's scale)
+    ip_weight: float = 0.0
+    gd_weight: float = 0.0
+    ptd_weight: float = 0.0
     mixed_precision: str = "no"  # "no" or "bf16" (accelerate); the STFTs and mel losses stay float32
     seed: int = 0
 
@@ -111,6 +117,9 @@ class VocoderTrainingConfig:
                 data.model_mels = [resolve(value) for value in data.model_mels]
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
+        if min(optim.ip_weight, optim.gd_weight, optim.ptd_weight) < 0:
+            raise ValueError(f"optim.ip_weight, gd_weight and ptd_weight must be >= 0, got {optim.ip_weight!r}, "
+                             f"{optim.gd_weight!r}, {optim.ptd_weight!r}")
         if optim.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got "
                              f"{optim.mixed_precision!r}")
@@ -393,8 +402,13 @@ class VocoderTrainer(TrainingRun):
         with torch.no_grad():
             real_mel = self.mel(real)  # (B, n_mels, F), float32
         mel_in = real_mel if mel_in is None else mel_in
+        phase_weights = self._phase_weights
         with accelerator.autocast():
-            fake = _waveform(generator, mel_in)  # (B, F * hop)
+            if phase_weights:  # the frames are needed for the phase losses: keep them on the way to the waveform
+                spectrum = _unwrap(generator).spectrum(mel_in)  # (B, n_freq, F), float32
+                fake = _unwrap(generator).from_spectrum(spectrum)  # (B, F * hop)
+            else:
+                fake = _waveform(generator, mel_in)  # (B, F * hop)
 
             # discriminators: real against the detached output
             (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
@@ -407,6 +421,13 @@ class VocoderTrainer(TrainingRun):
 
         # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16
         loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
+        phase = {}
+        if phase_weights:
+            from melinterp.training.phase_loss import phase_losses
+
+            with torch.no_grad():
+                real_spectrum = self.mel.stft(real)  # (B, n_freq, F), the front end's framing as the generator's
+            phase = phase_losses(spectrum, real_spectrum)
         # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
         # wrapper would wait for gradients that never come); the real features need no graph at all
         mpd, mrd = _unwrap(mpd), _unwrap(mrd)
@@ -419,6 +440,8 @@ class VocoderTrainer(TrainingRun):
             loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
                        + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
             loss_g = loss_adv + optim.feature_matching_weight * loss_fm + optim.mel_weight * loss_mel
+        for term, weight in phase_weights.items():
+            loss_g = loss_g + weight * phase[term]
         self.optimizers["generator"].zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
         grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), optim.grad_clip)
@@ -428,7 +451,14 @@ class VocoderTrainer(TrainingRun):
         self._step_losses = {name: value.detach() for name, value in (
             ("generator", loss_g), ("mel", loss_mel), ("adversarial", loss_adv), ("feature_matching", loss_fm),
             ("discriminator", loss_d), ("grad_norm_g", torch.as_tensor(grad_norm_g)),
-            ("grad_norm_d", torch.as_tensor(grad_norm_d)))}
+            ("grad_norm_d", torch.as_tensor(grad_norm_d)), *((f"phase_{term}", value) for term, value in phase.items()))}
+
+    @property
+    def _phase_weights(self) -> dict[str, float]:
+        """The phase terms this run trains with (`melinterp.training.phase_loss.PHASE_TERMS` -> weight), none at 0."""
+        optim = self.config.optim
+        return {term: weight for term, weight in (("ip", optim.ip_weight), ("gd", optim.gd_weight),
+                                                  ("ptd", optim.ptd_weight)) if weight > 0}
 
     @property
     def _last_losses(self) -> dict[str, float]:
