@@ -26,7 +26,8 @@ PHASE_TERMS = ("ip", "gd", "ptd")
 
 
 def anti_wrapped(difference: torch.Tensor) -> torch.Tensor:
-    """|d - 2 pi round(d / 2 pi)|: the distance of a phase difference to the nearest multiple of 2 pi, in [0, pi]."""
+    """``abs(d - 2 pi round(d / 2 pi))``: the distance of a phase difference d to the nearest multiple of 2 pi, in
+    [0, pi]."""
     return torch.abs(difference - 2 * math.pi * torch.round(difference / (2 * math.pi)))
 
 
