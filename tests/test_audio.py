@@ -22,6 +22,7 @@ from melinterp.audio import (
     mel_filterbank,
     mel_spectrogram,
     pitch_mask,
+    stft,
 )
 
 librosa = pytest.importorskip("librosa")
@@ -182,6 +183,16 @@ def test_mel_spectrogram_function_matches_module_and_has_no_saved_buffers():
     module = MelSpectrogram(CONFIG)
     assert module.state_dict() == {}
     assert {name for name, _ in module.named_buffers()} == {"mel_basis", "window"}
+
+
+def test_stft_has_the_mel_front_ends_framing():
+    audio = harmonic_tone(180.0, seconds=0.2)
+    frames = stft(audio)  # (n_freq, T), complex
+    assert frames.is_complex() and frames.shape == (CONFIG.n_fft // 2 + 1, len(audio) // CONFIG.hop_length)
+    torch.testing.assert_close(torch.sqrt(frames.abs() ** 2 + 1e-9), MelSpectrogram(CONFIG).magnitude(
+        torch.from_numpy(audio)))
+    with pytest.raises(AudioError, match="too short for a mel frame"):
+        stft(np.zeros(200, np.float32))
 
 
 def test_mel_rejects_bad_audio():

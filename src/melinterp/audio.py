@@ -261,6 +261,13 @@ def mel_spectrogram(audio, config: FeatureConfig | None = None) -> torch.Tensor:
     return _mel_module(config).to(audio.device)(audio)
 
 
+def stft(audio, config: FeatureConfig | None = None) -> torch.Tensor:
+    """Complex STFT of a waveform (numpy or torch, (N,) or (B, N)) -> torch (…, n_fft // 2 + 1, T), the framing of
+    `mel_spectrogram` (`MelSpectrogram.stft`), by the same cached module."""
+    audio = torch.as_tensor(audio)
+    return _mel_module(config).to(audio.device).stft(audio)
+
+
 def frame_energy(audio, config: FeatureConfig | None = None) -> np.ndarray:
     """Per-frame energy of a waveform (N,): L2 norm of the STFT magnitude over frequency (FastSpeech 2).
 

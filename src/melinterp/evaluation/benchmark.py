@@ -506,7 +506,8 @@ def quality_rows(vocoders) -> list[str]:
 
     ``vocoders``: names, or the name -> vocoder dict of `quality_vocoders` (only a dict says which vocoders split).
     """
-    split = {name for name in vocoders if isinstance(vocoders, dict) and splits_phase(vocoders[name])}
+    split = {name for name, vocoder in vocoders.items() if splits_phase(vocoder)} if isinstance(vocoders, dict) \
+        else set()
     vocoded = [row for name in vocoders
                for row in (f"vocoded_gt/{name}", *(f"vocoded_gt/{name}:{part}" for part in SPLIT_ROWS
                                                    if name in split))]
@@ -536,9 +537,9 @@ def vocode(vocoder, mel, feature_config) -> np.ndarray:
     return audio.float().cpu().numpy()
 
 
-def phase_magnitude_split(vocoder, truth: np.ndarray, feature_config) -> dict[str, np.ndarray]:
-    """Where an STFT-frame vocoder (`splits_phase`) loses, on one recording: its frames from the recording's mel,
-    half of them swapped for the recording's own STFT (the front end's framing) before the inverse STFT.
+def phase_magnitude_split(vocoder, truth: np.ndarray, mel, feature_config) -> dict[str, np.ndarray]:
+    """Where an STFT-frame vocoder (`splits_phase`) loses, on one recording: its frames from the recording's mel
+    (n_mels, T), half of them swapped for the recording's own STFT (the front end's framing) before the inverse STFT.
 
     Returns float32 waveforms (T * hop_length,): ``recording_phase``, the vocoder's magnitudes with the recording's
     phases (what the magnitudes alone cost), and ``recording_magnitude``, the recording's magnitudes with the
@@ -547,20 +548,15 @@ def phase_magnitude_split(vocoder, truth: np.ndarray, feature_config) -> dict[st
     """
     import torch
 
-    from melinterp.audio import MelSpectrogram
+    from melinterp.audio import stft
 
-    front_end = MelSpectrogram(feature_config)
-    audio = torch.as_tensor(truth, dtype=torch.float32)
     with torch.no_grad():
-        recording = front_end.stft(audio[None])  # (1, n_freq, T)
-        mel = front_end(audio)  # (n_mels, T): the mel `vocoded_gt` vocodes
-        predicted = vocoder.spectrum(_vocoder_input(vocoder, mel, feature_config)).to("cpu", torch.complex64)
+        predicted = vocoder.spectrum(_vocoder_input(vocoder, mel, feature_config))  # (1, n_freq, T)
+        recording = stft(torch.as_tensor(truth, dtype=torch.float32)[None], feature_config).to(predicted.device)
         unit = lambda frames: frames / frames.abs().clamp(min=1e-9)  # noqa: E731 (the phase as a unit complex)
         swapped = {"recording_phase": predicted.abs() * unit(recording),
                    "recording_magnitude": recording.abs() * unit(predicted)}
-        device = next(itertools.chain(vocoder.parameters(), vocoder.buffers())).device
-        return {part: vocoder.from_spectrum(frames.to(device))[0].float().cpu().numpy()
-                for part, frames in swapped.items()}
+        return {part: vocoder.from_spectrum(frames)[0].float().cpu().numpy() for part, frames in swapped.items()}
 
 
 def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, judges: _Judges, vocoders: dict,
@@ -588,7 +584,7 @@ def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, ju
     for name, vocoder in vocoders.items():
         outputs[f"vocoded_gt/{name}"] = judge(f"vocoded_gt/{name}", vocode(vocoder, truth_mel, feature_config))
         if splits_phase(vocoder):
-            for part, audio in phase_magnitude_split(vocoder, truth, feature_config).items():
+            for part, audio in phase_magnitude_split(vocoder, truth, truth_mel, feature_config).items():
                 outputs[f"vocoded_gt/{name}:{part}"] = judge(f"vocoded_gt/{name}:{part}", audio)
     mel = synthesize(item, "none", item.reference, None, mode="none", output_type="mel")["mel"]  # (n_mels, T)
     for name, vocoder in vocoders.items():

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from melinterp.training.checkpoint import load_state_strict
 from melinterp.training.config import _build, read_config_json
+from melinterp.training.phase_loss import PHASE_TERMS, phase_losses
 from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import learning_rate_at
 
@@ -117,7 +118,7 @@ class VocoderTrainingConfig:
                 data.model_mels = [resolve(value) for value in data.model_mels]
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
-        if min(optim.ip_weight, optim.gd_weight, optim.ptd_weight) < 0:
+        if min(getattr(optim, f"{term}_weight") for term in PHASE_TERMS) < 0:
             raise ValueError(f"optim.ip_weight, gd_weight and ptd_weight must be >= 0, got {optim.ip_weight!r}, "
                              f"{optim.gd_weight!r}, {optim.ptd_weight!r}")
         if optim.mixed_precision not in ("no", "bf16"):
@@ -404,11 +405,10 @@ class VocoderTrainer(TrainingRun):
         mel_in = real_mel if mel_in is None else mel_in
         phase_weights = self._phase_weights
         with accelerator.autocast():
-            if phase_weights:  # the frames are needed for the phase losses: keep them on the way to the waveform
-                spectrum = _unwrap(generator).spectrum(mel_in)  # (B, n_freq, F), float32
-                fake = _unwrap(generator).from_spectrum(spectrum)  # (B, F * hop)
-            else:
-                fake = _waveform(generator, mel_in)  # (B, F * hop)
+            # the generator's waveform, through a DDP wrapper when there is one, by way of its STFT frames (which
+            # the phase losses compare with the recording's)
+            spectrum = _unwrap(generator).spectrum(mel_in)  # (B, n_freq, F), float32
+            fake = _unwrap(generator).from_spectrum(spectrum)  # (B, F * hop)
 
             # discriminators: real against the detached output
             (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
@@ -423,8 +423,6 @@ class VocoderTrainer(TrainingRun):
         loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
         phase = {}
         if phase_weights:
-            from melinterp.training.phase_loss import phase_losses
-
             with torch.no_grad():
                 real_spectrum = self.mel.stft(real)  # (B, n_freq, F), the front end's framing as the generator's
             phase = phase_losses(spectrum, real_spectrum)
@@ -451,14 +449,14 @@ class VocoderTrainer(TrainingRun):
         self._step_losses = {name: value.detach() for name, value in (
             ("generator", loss_g), ("mel", loss_mel), ("adversarial", loss_adv), ("feature_matching", loss_fm),
             ("discriminator", loss_d), ("grad_norm_g", torch.as_tensor(grad_norm_g)),
-            ("grad_norm_d", torch.as_tensor(grad_norm_d)), *((f"phase_{term}", value) for term, value in phase.items()))}
+            ("grad_norm_d", torch.as_tensor(grad_norm_d)),
+            *((f"phase_{term}", value) for term, value in phase.items()))}
 
     @property
     def _phase_weights(self) -> dict[str, float]:
         """The phase terms this run trains with (`melinterp.training.phase_loss.PHASE_TERMS` -> weight), none at 0."""
-        optim = self.config.optim
-        return {term: weight for term, weight in (("ip", optim.ip_weight), ("gd", optim.gd_weight),
-                                                  ("ptd", optim.ptd_weight)) if weight > 0}
+        weights = {term: getattr(self.config.optim, f"{term}_weight") for term in PHASE_TERMS}
+        return {term: weight for term, weight in weights.items() if weight > 0}
 
     @property
     def _last_losses(self) -> dict[str, float]:
@@ -511,11 +509,6 @@ class VocoderTrainer(TrainingRun):
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DDP wrapper, or the module itself."""
     return getattr(model, "module", model)
-
-
-def _waveform(generator, mel: torch.Tensor) -> torch.Tensor:
-    """The generator's differentiable waveform, through a DDP wrapper when there is one."""
-    return _unwrap(generator).waveform(mel)
 
 
 @contextlib.contextmanager
