@@ -140,7 +140,8 @@ def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
     ({"log": {"val_evry": 8}}, r"section 'log': \['val_evry'\]"),
     ({"optim": {"mixed_precision": "fp16"}},
      "optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got 'fp16'"),
-    ({"optim": {"gd_weight": -1.0}}, r"optim.ip_weight, gd_weight and ptd_weight must be >= 0, got 0.0, -1.0, 0.0"),
+    ({"optim": {"gd_weight": -1.0}}, r"optim.gd_weight must be a number >= 0 \(0 leaves the term out\), got -1.0"),
+    ({"optim": {"ptd_weight": "10"}}, r"optim.ptd_weight must be a number >= 0 \(0 leaves the term out\), got '10'"),
 ])
 def test_config_errors_name_the_problem(change, message):
     raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}

@@ -41,6 +41,7 @@ from melinterp.training.config import _build, read_config_json
 from melinterp.training.phase_loss import PHASE_TERMS, phase_losses
 from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import learning_rate_at
+from melinterp.utils import check_number
 
 MODEL_NAMES = ("generator", "mpd", "mrd")
 TIME_CHECK_EVERY = 10  # steps between checks of --max-minutes
@@ -118,9 +119,9 @@ class VocoderTrainingConfig:
                 data.model_mels = [resolve(value) for value in data.model_mels]
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
-        if min(getattr(optim, f"{term}_weight") for term in PHASE_TERMS) < 0:
-            raise ValueError(f"optim.ip_weight, gd_weight and ptd_weight must be >= 0, got {optim.ip_weight!r}, "
-                             f"{optim.gd_weight!r}, {optim.ptd_weight!r}")
+        for term in PHASE_TERMS:
+            check_number(f"optim.{term}_weight", getattr(optim, f"{term}_weight"), lambda weight: weight >= 0,
+                         "a number >= 0 (0 leaves the term out)")
         if optim.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got "
                              f"{optim.mixed_precision!r}")
