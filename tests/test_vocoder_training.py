@@ -29,7 +29,7 @@ from melinterp.training.discriminators import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from melinterp.training.phase_loss import anti_wrapped, phase_losses
+from melinterp.training.phase_loss import anti_wrapped, magnitude_loss, phase_losses
 from melinterp.training.vocoder_mels import recording_key, save_model_mels
 from melinterp.training.vocoder_trainer import (
     SegmentBank,
@@ -142,6 +142,8 @@ def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
      "optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got 'fp16'"),
     ({"optim": {"gd_weight": -1.0}}, r"optim.gd_weight must be a number >= 0 \(0 leaves the term out\), got -1.0"),
     ({"optim": {"ptd_weight": "10"}}, r"optim.ptd_weight must be a number >= 0 \(0 leaves the term out\), got '10'"),
+    ({"optim": {"magnitude_weight": -0.5}},
+     r"optim.magnitude_weight must be a number >= 0 \(0 leaves the term out\), got -0.5"),
 ])
 def test_config_errors_name_the_problem(change, message):
     raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}
@@ -157,8 +159,8 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
     assert isinstance(models["generator"], VocosVocoder)
-    phase = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight)
-    assert (name == "vocoder_phase.json") == any(weight > 0 for weight in phase)
+    spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
+    assert (name == "vocoder_phase.json") == any(weight > 0 for weight in spectral)
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
@@ -433,24 +435,40 @@ def test_phase_losses_count_only_the_audible_cells():
         phase_losses(truth[:, :, :1], truth[:, :, :1])
 
 
-def test_phase_weights_add_the_phase_terms_to_the_generator_loss(corpus, tmp_path):
-    weights = {"ip_weight": 0.5, "gd_weight": 2.0, "ptd_weight": 3.0}
+def test_magnitude_loss_compares_log_magnitudes_bin_by_bin():
+    truth = _phase_ramp(33, 20, 0.3, 1.1) * 0.5
+    assert float(magnitude_loss(truth, truth)) < 1e-6
+    # the phase is not its business; a factor e on every cell is 1 in log magnitude
+    assert float(magnitude_loss(truth * torch.polar(torch.ones(()), torch.tensor(1.0)), truth)) < 1e-5
+    assert float(magnitude_loss(truth * np.e, truth)) == pytest.approx(1.0, abs=1e-4)
+    # one bin of 33 wrong by e^2 in every frame: the mean is 2 / 33, though the mel filterbank might average it away
+    louder = truth.clone()
+    louder[:, 20] *= np.e ** 2
+    assert float(magnitude_loss(louder, truth)) == pytest.approx(2 / 33, abs=1e-4)
+    with pytest.raises(ValueError, match="two complex STFTs of one shape"):
+        magnitude_loss(truth.abs(), truth)
+
+
+def test_spectral_weights_add_the_phase_and_magnitude_terms_to_the_generator_loss(corpus, tmp_path):
+    weights = {"ip_weight": 0.5, "gd_weight": 2.0, "ptd_weight": 3.0, "magnitude_weight": 4.0}
     config = VocoderTrainingConfig.from_file(write_config(corpus, "phase", data={"val_filelist": None},
                                                           optim=weights))
     trainer = VocoderTrainer(config, tmp_path / "phase", progress=False)
     trainer._train_step()
     losses = trainer._last_losses
     assert all(0.0 <= losses[f"phase_{term}"] <= np.pi for term in ("ip", "gd", "ptd"))
-    without_phase = (losses["adversarial"] + config.optim.feature_matching_weight * losses["feature_matching"]
-                     + config.optim.mel_weight * losses["mel"])
-    phase = sum(weights[f"{term}_weight"] * losses[f"phase_{term}"] for term in ("ip", "gd", "ptd"))
-    assert losses["generator"] == pytest.approx(without_phase + phase, rel=1e-4)
+    assert losses["magnitude"] > 0.0
+    without_spectral = (losses["adversarial"] + config.optim.feature_matching_weight * losses["feature_matching"]
+                        + config.optim.mel_weight * losses["mel"])
+    spectral = (sum(weights[f"{term}_weight"] * losses[f"phase_{term}"] for term in ("ip", "gd", "ptd"))
+                + weights["magnitude_weight"] * losses["magnitude"])
+    assert losses["generator"] == pytest.approx(without_spectral + spectral, rel=1e-4)
     assert all(p.grad is not None for p in trainer.models["generator"].parameters())
 
     plain = VocoderTrainer(VocoderTrainingConfig.from_file(write_config(corpus, "no_val", data={"val_filelist": None})),
                            tmp_path / "plain", progress=False)
     plain._train_step()
-    assert not any(name.startswith("phase_") for name in plain._last_losses)
+    assert not any(name.startswith("phase_") or name == "magnitude" for name in plain._last_losses)
 
 
 def test_generator_step_leaves_the_discriminators_gradients_alone(corpus, tmp_path):

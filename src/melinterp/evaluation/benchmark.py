@@ -27,8 +27,8 @@ The quality section (``--sections quality`` runs it alone, in minutes) scores N 
 over the speakers) with DNSMOS (OVRL, SIG, BAK, P808: naturalness without a reference), the word error rate of
 pocketsphinx and MCD to the recording, for: ``ground_truth`` (the recording), ``vocoded_gt/<vocoder>`` (the
 recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when it is another; for a vocoder that
-predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its frames with
-the recording's phases or magnitudes put back, which say whether its magnitudes or its phases cost more) and
+predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its output's STFT
+with the recording's phases or magnitudes put back, which say whether its magnitudes or its phases cost more) and
 ``none/<vocoder>`` (mode none with ref1 = another utterance of the speaker, one mel through each vocoder). WER is
 counted only on the voices whose ground truth the recogniser reads (WER under 25 %); the others are listed.
 
@@ -537,26 +537,36 @@ def vocode(vocoder, mel, feature_config) -> np.ndarray:
     return audio.float().cpu().numpy()
 
 
-def phase_magnitude_split(vocoder, truth: np.ndarray, mel, feature_config) -> dict[str, np.ndarray]:
-    """Where an STFT-frame vocoder (`splits_phase`) loses, on one recording: its frames from the recording's mel
-    (n_mels, T), half of them swapped for the recording's own STFT (the front end's framing) before the inverse STFT.
+def phase_magnitude_split(vocoder, truth: np.ndarray, mel, feature_config,
+                          vocoded: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Where a vocoder with an inverse STFT of its own (`splits_phase`) loses, on one recording: the STFT of its
+    output from the recording's mel (n_mels, T), the front end's framing, half of it swapped for the recording's own
+    STFT before the inverse STFT.
 
-    Returns float32 waveforms (T * hop_length,): ``recording_phase``, the vocoder's magnitudes with the recording's
+    It splits the output's STFT, not the frames an STFT-frame vocoder predicts: those need not be a consistent STFT
+    (the bundled Vocos predicts magnitudes several times too large, which its overlap-add partly cancels), and what
+    is heard is the output. ``vocoded``: that output (T * hop_length,), when already made (`vocode`).
+
+    Returns float32 waveforms (T * hop_length,): ``recording_phase``, the output's magnitudes with the recording's
     phases (what the magnitudes alone cost), and ``recording_magnitude``, the recording's magnitudes with the
-    vocoder's phases (what the phases alone cost). Judged beside ``vocoded_gt`` and the ground truth, they say
-    which half of the vocoder to improve.
+    output's phases (what the phases alone cost). Judged beside ``vocoded_gt`` and the ground truth, they say which
+    half of the vocoder to improve.
     """
     import torch
 
     from melinterp.audio import stft
 
+    if vocoded is None:
+        vocoded = vocode(vocoder, mel, feature_config)
+    output = stft(torch.as_tensor(vocoded, dtype=torch.float32)[None], feature_config)  # (1, n_freq, T)
+    recording = stft(torch.as_tensor(truth, dtype=torch.float32)[None], feature_config)[..., :output.shape[-1]]
+    unit = lambda frames: frames / frames.abs().clamp(min=1e-9)  # noqa: E731 (the phase as a unit complex)
+    swapped = {"recording_phase": output.abs() * unit(recording),
+               "recording_magnitude": recording.abs() * unit(output)}
+    device = _vocoder_input(vocoder, mel, feature_config).device
     with torch.no_grad():
-        predicted = vocoder.spectrum(_vocoder_input(vocoder, mel, feature_config))  # (1, n_freq, T)
-        recording = stft(torch.as_tensor(truth, dtype=torch.float32)[None], feature_config).to(predicted.device)
-        unit = lambda frames: frames / frames.abs().clamp(min=1e-9)  # noqa: E731 (the phase as a unit complex)
-        swapped = {"recording_phase": predicted.abs() * unit(recording),
-                   "recording_magnitude": recording.abs() * unit(predicted)}
-        return {part: vocoder.from_spectrum(frames)[0].float().cpu().numpy() for part, frames in swapped.items()}
+        return {part: vocoder.from_spectrum(frames.to(device))[0].float().cpu().numpy()
+                for part, frames in swapped.items()}
 
 
 def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, judges: _Judges, vocoders: dict,
@@ -582,9 +592,10 @@ def score_quality_utterance(item: HeldOutUtterance, synthesize: _Synthesizer, ju
     outputs = {"ground_truth": judge("ground_truth", truth)}
     truth_mel = mel_spectrogram(truth, feature_config)  # (n_mels, T)
     for name, vocoder in vocoders.items():
-        outputs[f"vocoded_gt/{name}"] = judge(f"vocoded_gt/{name}", vocode(vocoder, truth_mel, feature_config))
+        vocoded = vocode(vocoder, truth_mel, feature_config)
+        outputs[f"vocoded_gt/{name}"] = judge(f"vocoded_gt/{name}", vocoded)
         if splits_phase(vocoder):
-            for part, audio in phase_magnitude_split(vocoder, truth, truth_mel, feature_config).items():
+            for part, audio in phase_magnitude_split(vocoder, truth, truth_mel, feature_config, vocoded).items():
                 outputs[f"vocoded_gt/{name}:{part}"] = judge(f"vocoded_gt/{name}:{part}", audio)
     mel = synthesize(item, "none", item.reference, None, mode="none", output_type="mel")["mel"]  # (n_mels, T)
     for name, vocoder in vocoders.items():
@@ -660,9 +671,9 @@ def quality_markdown(quality: dict) -> list[str]:
         f"over the voices whose ground-truth WER is under {_cell(quality['wer_voice_limit'], -1)}. MCD (dB) to the "
         "recording. `vocoded_gt/V`: the recording's mel through vocoder V; `none/V`: mode none (the text in the "
         "voice of another utterance of the speaker) through V."
-        + (" `vocoded_gt/V:recording_phase`: V's STFT magnitudes with the recording's phases (what V's magnitudes "
-           "alone cost); `vocoded_gt/V:recording_magnitude`: the recording's magnitudes with V's phases (what its "
-           "phases alone cost)." if any(":" in name for name in rows) else ""), "",
+        + (" `vocoded_gt/V:recording_phase`: the STFT magnitudes of V's output with the recording's phases (what "
+           "V's magnitudes alone cost); `vocoded_gt/V:recording_magnitude`: the recording's magnitudes with V's "
+           "output's phases (what its phases alone cost)." if any(":" in name for name in rows) else ""), "",
         "| output | DNSMOS OVRL | SIG | BAK | P808 | WER | MCD (dB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]

@@ -1,5 +1,5 @@
-"""Phase losses for an STFT-frame vocoder (Vocos): its predicted phases against the recording's, as APNet trains
-them (Ai & Ling 2023), weighted by the recording's magnitude.
+"""Phase and magnitude losses for a vocoder: the STFT of its output against the recording's, as APNet trains its
+phases (Ai & Ling 2023), weighted by the recording's magnitude.
 
 A GAN vocoder learns phase only through the discriminators, slowly; `melinterp evaluate`'s quality section shows
 that the bundled Vocos's phases cost more naturalness than its magnitudes. Three anti-wrapped errors (each
@@ -14,6 +14,14 @@ that the bundled Vocos's phases cost more naturalness than its magnitudes. Three
 An absolute phase cannot be told from a mel, but its differences mostly can: the cells are weighted by the
 recording's magnitude (and zero below ``floor_db`` of the segment's peak), so the errors count
 where there is something to hear, and the silent cells, whose phase is noise, count for nothing.
+
+`magnitude_loss` is APNet's amplitude loss beside them: the mel loss sees the magnitudes only through the
+filterbank, which averages away the harmonics above a few kHz; this one compares every bin of the STFT.
+
+The trainer (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``) applies them to the STFT of
+the generator's waveform, not to the frames an STFT-frame generator predicts: APNet predicts a consistent STFT,
+but a Vocos trained by the GAN alone predicts frames its overlap-add partly cancels (the bundled one's are several
+times too large, with phases no nearer the recording's than chance), and what is heard is the output.
 """
 
 from __future__ import annotations
@@ -56,3 +64,16 @@ def phase_losses(predicted: torch.Tensor, target: torch.Tensor, *, floor_db: flo
                            torch.minimum(weight[:, 1:], weight[:, :-1])),
             "ptd": weighted(anti_wrapped(torch.diff(phase, dim=2) - torch.diff(truth, dim=2)),
                             torch.minimum(weight[..., 1:], weight[..., :-1]))}
+
+
+def magnitude_loss(predicted: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-5) -> torch.Tensor:
+    """Mean absolute difference of the log magnitudes (``log(|X| + eps)``) of two complex STFTs of one shape
+    (B, n_freq, T): a float32 scalar with gradients through ``predicted``.
+
+    Raises:
+        ValueError: the two are not complex tensors of one shape.
+    """
+    if not (predicted.is_complex() and target.is_complex()) or predicted.shape != target.shape:
+        raise ValueError(f"magnitude_loss needs two complex STFTs of one shape, got {predicted.dtype} "
+                         f"{tuple(predicted.shape)} and {target.dtype} {tuple(target.shape)}")
+    return (torch.log(predicted.abs().float() + eps) - torch.log(target.abs().float() + eps)).abs().mean()

@@ -5,6 +5,8 @@ Recipe (HiFi-GAN's losses, Vocos's generator):
 - the generator turns the log-mel of a random audio segment into a waveform; its loss is 45 x L1 between the
   log-mels of the output and of the real segment, plus the least-squares adversarial loss and 2 x feature matching
   against a multi-period and a multi-resolution discriminator (`melinterp.training.discriminators`);
+- optionally (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``), APNet's phase and
+  log-magnitude losses between the STFTs of the output and of the real segment (`melinterp.training.phase_loss`);
 - the discriminators learn real segments against the generator's (detached) output;
 - AdamW (betas 0.8, 0.99) for both, warm-up then cosine or constant learning rate.
 
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 
 from melinterp.training.checkpoint import load_state_strict
 from melinterp.training.config import _build, read_config_json
-from melinterp.training.phase_loss import PHASE_TERMS, phase_losses
+from melinterp.training.phase_loss import PHASE_TERMS, magnitude_loss, phase_losses
 from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import learning_rate_at
 from melinterp.utils import check_number
@@ -70,12 +72,14 @@ class VocoderOptimConfig:
     mel_weight: float = 45.0
     feature_matching_weight: float = 2.0
     mrd_weight: float = 1.0  # weight of the multi-resolution discriminator's adversarial and matching terms
-    # phase losses of an STFT-frame generator against the recording's STFT (melinterp.training.phase_loss):
+    # phase losses of the generator's output against the recording, on their STFTs (melinterp.training.phase_loss):
     # instantaneous phase, group delay, phase time difference; 0 leaves a term out (APNet weighs each 100 / 45 of
     # its mel weight's scale)
     ip_weight: float = 0.0
     gd_weight: float = 0.0
     ptd_weight: float = 0.0
+    # log-magnitude L1 of the same STFTs, every bin (APNet's amplitude loss); 0 leaves it out
+    magnitude_weight: float = 0.0
     mixed_precision: str = "no"  # "no" or "bf16" (accelerate); the STFTs and mel losses stay float32
     seed: int = 0
 
@@ -119,7 +123,7 @@ class VocoderTrainingConfig:
                 data.model_mels = [resolve(value) for value in data.model_mels]
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
-        for term in PHASE_TERMS:
+        for term in (*PHASE_TERMS, "magnitude"):
             check_number(f"optim.{term}_weight", getattr(optim, f"{term}_weight"), lambda weight: weight >= 0,
                          "a number >= 0 (0 leaves the term out)")
         if optim.mixed_precision not in ("no", "bf16"):
@@ -406,10 +410,7 @@ class VocoderTrainer(TrainingRun):
         mel_in = real_mel if mel_in is None else mel_in
         phase_weights = self._phase_weights
         with accelerator.autocast():
-            # the generator's waveform, through a DDP wrapper when there is one, by way of its STFT frames (which
-            # the phase losses compare with the recording's)
-            spectrum = _unwrap(generator).spectrum(mel_in)  # (B, n_freq, F), float32
-            fake = _unwrap(generator).from_spectrum(spectrum)  # (B, F * hop)
+            fake = _unwrap(generator).waveform(mel_in)  # (B, F * hop)
 
             # discriminators: real against the detached output
             (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
@@ -422,11 +423,19 @@ class VocoderTrainer(TrainingRun):
 
         # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16
         loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
-        phase = {}
-        if phase_weights:
+        spectral = {}  # the STFT of the generator's waveform against the recording's, in the front end's framing
+        if phase_weights or optim.magnitude_weight > 0:
+            # the output's STFT, not the frames the generator predicts: those need not be a consistent STFT (the
+            # bundled Vocos predicts magnitudes about 4.5 times too large that its overlap-add partly cancels), and
+            # what is heard is the output
+            fake_spectrum = self.mel.stft(fake.float())  # (B, n_freq, F)
             with torch.no_grad():
-                real_spectrum = self.mel.stft(real)  # (B, n_freq, F), the front end's framing as the generator's
-            phase = phase_losses(spectrum, real_spectrum)
+                real_spectrum = self.mel.stft(real)
+            if phase_weights:
+                spectral = {f"phase_{term}": value
+                            for term, value in phase_losses(fake_spectrum, real_spectrum).items()}
+            if optim.magnitude_weight > 0:
+                spectral["magnitude"] = magnitude_loss(fake_spectrum, real_spectrum)
         # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
         # wrapper would wait for gradients that never come); the real features need no graph at all
         mpd, mrd = _unwrap(mpd), _unwrap(mrd)
@@ -440,7 +449,9 @@ class VocoderTrainer(TrainingRun):
                        + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
             loss_g = loss_adv + optim.feature_matching_weight * loss_fm + optim.mel_weight * loss_mel
         for term, weight in phase_weights.items():
-            loss_g = loss_g + weight * phase[term]
+            loss_g = loss_g + weight * spectral[f"phase_{term}"]
+        if optim.magnitude_weight > 0:
+            loss_g = loss_g + optim.magnitude_weight * spectral["magnitude"]
         self.optimizers["generator"].zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
         grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), optim.grad_clip)
@@ -451,7 +462,7 @@ class VocoderTrainer(TrainingRun):
             ("generator", loss_g), ("mel", loss_mel), ("adversarial", loss_adv), ("feature_matching", loss_fm),
             ("discriminator", loss_d), ("grad_norm_g", torch.as_tensor(grad_norm_g)),
             ("grad_norm_d", torch.as_tensor(grad_norm_d)),
-            *((f"phase_{term}", value) for term, value in phase.items()))}
+            *spectral.items())}
 
     @property
     def _phase_weights(self) -> dict[str, float]:
