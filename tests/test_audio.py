@@ -193,6 +193,11 @@ def test_stft_has_the_mel_front_ends_framing():
         torch.from_numpy(audio)))
     with pytest.raises(AudioError, match="too short for a mel frame"):
         stft(np.zeros(200, np.float32))
+    module = MelSpectrogram(CONFIG)
+    torch.testing.assert_close(module.log_mel(frames), module(torch.from_numpy(audio)))
+    for wrong in (frames.abs(), frames[:-1]):
+        with pytest.raises(AudioError, match=r"log_mel takes complex STFT frames \(513, T\)"):
+            module.log_mel(wrong)
 
 
 def test_mel_rejects_bad_audio():

@@ -224,6 +224,8 @@ def test_phase_magnitude_split_swaps_the_right_half():
         np.testing.assert_allclose(split[part], truth, atol=1e-3)
     given = benchmark.phase_magnitude_split(vocos, truth, truth_mel, config, vocoded=0.5 * truth)  # output given
     np.testing.assert_allclose(given["recording_phase"], 0.5 * truth, atol=1e-3)
+
+
 def _utterance_numbers(speaker: str, text: str, transcripts: dict, ovrl: dict) -> dict:
     """One utterance's result as `score_quality_utterance` writes it, with chosen transcripts and OVRL per row."""
     return {"speaker": speaker, "text": text, "outputs": {

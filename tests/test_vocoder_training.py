@@ -388,7 +388,13 @@ def test_mel_loss_stays_float32_under_bf16_autocast(corpus, tmp_path, monkeypatc
     trainer = VocoderTrainer(config, tmp_path / "bf16", progress=False)
     monkeypatch.setattr(trainer.accelerator, "autocast", lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     dtypes = []
-    trainer.mel.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    log_mel = trainer.mel.log_mel  # the step makes both mels from STFT frames it also keeps
+
+    def recording_log_mel(spectrum):
+        dtypes.append(log_mel(spectrum).dtype)
+        return log_mel(spectrum)
+
+    monkeypatch.setattr(trainer.mel, "log_mel", recording_log_mel)
     trainer._train_step()
     assert dtypes == [torch.float32, torch.float32]  # the real segment's mel and the generated one's
     assert all(np.isfinite(value) for value in trainer._last_losses.values())

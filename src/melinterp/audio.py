@@ -233,13 +233,30 @@ class MelSpectrogram(torch.nn.Module):
 
     def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
         """STFT magnitude of ``audio`` (B, N) or (N,) in [-1, 1] -> (B, n_fft // 2 + 1, T) or (n_fft // 2 + 1, T)."""
-        spectrum = self.stft(audio)
-        return torch.sqrt(spectrum.real ** 2 + spectrum.imag ** 2 + 1e-9)
+        return _stft_magnitude(self.stft(audio))
+
+    def log_mel(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Log-mel of complex STFT frames from `stft` (B, n_fft // 2 + 1, T) or (n_fft // 2 + 1, T) -> (B, n_mels, T) or
+        (n_mels, T): what `forward` gives of the audio, for a caller that also needs the frames themselves.
+
+        Raises:
+            AudioError: the frames are not complex, or have another number of bins than this front end's STFT.
+        """
+        n_freq = self.config.n_fft // 2 + 1
+        if not spectrum.is_complex() or spectrum.dim() not in (2, 3) or spectrum.shape[-2] != n_freq:
+            raise AudioError(f"log_mel takes complex STFT frames ({n_freq}, T) or (B, {n_freq}, T) from stft, got "
+                             f"{spectrum.dtype} {tuple(spectrum.shape)}")
+        mel = torch.matmul(self.mel_basis, _stft_magnitude(spectrum))
+        return torch.log(torch.clamp(mel, min=self.config.log_clamp))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Log-mel of ``audio`` (B, N) or (N,) -> (B, n_mels, T) or (n_mels, T), T = N // hop_length."""
-        mel = torch.matmul(self.mel_basis, self.magnitude(audio))
-        return torch.log(torch.clamp(mel, min=self.config.log_clamp))
+        return self.log_mel(self.stft(audio))
+
+
+def _stft_magnitude(spectrum: torch.Tensor) -> torch.Tensor:
+    """|X| of complex STFT frames, kept off zero (its square root has a finite gradient everywhere)."""
+    return torch.sqrt(spectrum.real ** 2 + spectrum.imag ** 2 + 1e-9)
 
 
 @functools.lru_cache(maxsize=8)

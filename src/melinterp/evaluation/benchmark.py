@@ -514,14 +514,21 @@ def quality_rows(vocoders) -> list[str]:
     return ["ground_truth", *vocoded, *(f"none/{name}" for name in vocoders)]
 
 
+def _vocoder_placement(vocoder):
+    """(device, floating dtype) of a vocoder's weights; CPU float32 for one without floating weights (Griffin-Lim)."""
+    import torch
+
+    weight = next(itertools.chain(vocoder.parameters(), vocoder.buffers()), None)
+    return (weight.device, weight.dtype) if weight is not None and weight.is_floating_point() else \
+        (torch.device("cpu"), torch.float32)
+
+
 def _vocoder_input(vocoder, mel, feature_config):
     """A natural-log mel (n_mels, T) as a (1, n_mels, T) tensor on the vocoder's device and in its dtype, clamped to
     +-ln(log_clamp) as the pipeline does before its vocoder."""
     import torch
 
-    weight = next(itertools.chain(vocoder.parameters(), vocoder.buffers()), None)
-    device, dtype = (weight.device, weight.dtype) if weight is not None and weight.is_floating_point() else \
-        ("cpu", torch.float32)
+    device, dtype = _vocoder_placement(vocoder)
     log_floor = float(np.log(feature_config.log_clamp))
     return torch.as_tensor(mel).to(device=device, dtype=dtype).clamp(log_floor, -log_floor)[None]
 
@@ -544,8 +551,9 @@ def phase_magnitude_split(vocoder, truth: np.ndarray, mel, feature_config,
     STFT before the inverse STFT.
 
     It splits the output's STFT, not the frames an STFT-frame vocoder predicts: those need not be a consistent STFT
-    (the bundled Vocos predicts magnitudes several times too large, which its overlap-add partly cancels), and what
-    is heard is the output. ``vocoded``: that output (T * hop_length,), when already made (`vocode`).
+    (the bundled Vocos's carry about twice the recording's energy, mostly where the recording is quiet, which its
+    overlap-add cancels), and what is heard is the output. ``vocoded``: that output (T * hop_length,), when already
+    made (`vocode`).
 
     Returns float32 waveforms (T * hop_length,): ``recording_phase``, the output's magnitudes with the recording's
     phases (what the magnitudes alone cost), and ``recording_magnitude``, the recording's magnitudes with the
@@ -563,7 +571,7 @@ def phase_magnitude_split(vocoder, truth: np.ndarray, mel, feature_config,
     unit = lambda frames: frames / frames.abs().clamp(min=1e-9)  # noqa: E731 (the phase as a unit complex)
     swapped = {"recording_phase": output.abs() * unit(recording),
                "recording_magnitude": recording.abs() * unit(output)}
-    device = _vocoder_input(vocoder, mel, feature_config).device
+    device, _ = _vocoder_placement(vocoder)
     with torch.no_grad():
         return {part: vocoder.from_spectrum(frames.to(device))[0].float().cpu().numpy()
                 for part, frames in swapped.items()}

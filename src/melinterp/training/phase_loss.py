@@ -20,8 +20,9 @@ filterbank, which averages away the harmonics above a few kHz; this one compares
 
 The trainer (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``) applies them to the STFT of
 the generator's waveform, not to the frames an STFT-frame generator predicts: APNet predicts a consistent STFT,
-but a Vocos trained by the GAN alone predicts frames its overlap-add partly cancels (the bundled one's are several
-times too large, with phases no nearer the recording's than chance), and what is heard is the output.
+but a Vocos trained by the GAN alone predicts frames its overlap-add partly cancels (the bundled one's carry about
+twice the recording's energy, with group delays no nearer the recording's than chance), and what is heard is the
+output.
 """
 
 from __future__ import annotations

@@ -406,9 +406,10 @@ class VocoderTrainer(TrainingRun):
         mel_in, real = self.train_bank.draw(self.config.data.batch_size, self.config.data.segment_frames,
                                             self._step_generator())
         with torch.no_grad():
-            real_mel = self.mel(real)  # (B, n_mels, F), float32
+            real_spectrum = self.mel.stft(real)  # (B, n_freq, F), the front end's framing, float32
+            real_mel = self.mel.log_mel(real_spectrum)  # (B, n_mels, F)
         mel_in = real_mel if mel_in is None else mel_in
-        phase_weights = self._phase_weights
+        spectral_weights = self._spectral_weights
         with accelerator.autocast():
             fake = _unwrap(generator).waveform(mel_in)  # (B, F * hop)
 
@@ -421,21 +422,17 @@ class VocoderTrainer(TrainingRun):
         grad_norm_d = accelerator.clip_grad_norm_([*mpd.parameters(), *mrd.parameters()], optim.grad_clip)
         self.optimizers["discriminators"].step()
 
-        # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16
-        loss_mel = F.l1_loss(self.mel(fake.float()), real_mel)
-        spectral = {}  # the STFT of the generator's waveform against the recording's, in the front end's framing
-        if phase_weights or optim.magnitude_weight > 0:
-            # the output's STFT, not the frames the generator predicts: those need not be a consistent STFT (the
-            # bundled Vocos predicts magnitudes about 4.5 times too large that its overlap-add partly cancels), and
-            # what is heard is the output
-            fake_spectrum = self.mel.stft(fake.float())  # (B, n_freq, F)
-            with torch.no_grad():
-                real_spectrum = self.mel.stft(real)
-            if phase_weights:
-                spectral = {f"phase_{term}": value
-                            for term, value in phase_losses(fake_spectrum, real_spectrum).items()}
-            if optim.magnitude_weight > 0:
-                spectral["magnitude"] = magnitude_loss(fake_spectrum, real_spectrum)
+        # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16. The spectral
+        # terms compare the output's STFT, not the frames the generator predicts: those need not be a consistent STFT
+        # (the bundled Vocos's carry about twice the recording's energy, which its overlap-add cancels), and what is
+        # heard is the output
+        fake_spectrum = self.mel.stft(fake.float())  # (B, n_freq, F)
+        loss_mel = F.l1_loss(self.mel.log_mel(fake_spectrum), real_mel)
+        spectral = {}
+        if any(name.startswith("phase_") for name in spectral_weights):  # all three are logged
+            spectral = {f"phase_{term}": value for term, value in phase_losses(fake_spectrum, real_spectrum).items()}
+        if "magnitude" in spectral_weights:
+            spectral["magnitude"] = magnitude_loss(fake_spectrum, real_spectrum)
         # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
         # wrapper would wait for gradients that never come); the real features need no graph at all
         mpd, mrd = _unwrap(mpd), _unwrap(mrd)
@@ -448,10 +445,8 @@ class VocoderTrainer(TrainingRun):
             loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
                        + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
             loss_g = loss_adv + optim.feature_matching_weight * loss_fm + optim.mel_weight * loss_mel
-        for term, weight in phase_weights.items():
-            loss_g = loss_g + weight * spectral[f"phase_{term}"]
-        if optim.magnitude_weight > 0:
-            loss_g = loss_g + optim.magnitude_weight * spectral["magnitude"]
+        for name, weight in spectral_weights.items():
+            loss_g = loss_g + weight * spectral[name]
         self.optimizers["generator"].zero_grad(set_to_none=True)
         accelerator.backward(loss_g)
         grad_norm_g = accelerator.clip_grad_norm_(generator.parameters(), optim.grad_clip)
@@ -465,10 +460,13 @@ class VocoderTrainer(TrainingRun):
             *spectral.items())}
 
     @property
-    def _phase_weights(self) -> dict[str, float]:
-        """The phase terms this run trains with (`melinterp.training.phase_loss.PHASE_TERMS` -> weight), none at 0."""
-        weights = {term: getattr(self.config.optim, f"{term}_weight") for term in PHASE_TERMS}
-        return {term: weight for term, weight in weights.items() if weight > 0}
+    def _spectral_weights(self) -> dict[str, float]:
+        """The STFT terms this run trains with, by their logged names (``phase_ip``, ``phase_gd``, ``phase_ptd``,
+        ``magnitude``) -> weight, none at 0."""
+        optim = self.config.optim
+        weights = {**{f"phase_{term}": getattr(optim, f"{term}_weight") for term in PHASE_TERMS},
+                   "magnitude": optim.magnitude_weight}
+        return {name: weight for name, weight in weights.items() if weight > 0}
 
     @property
     def _last_losses(self) -> dict[str, float]:
