@@ -160,7 +160,8 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     models = build_vocoder_models(config)
     assert isinstance(models["generator"], VocosVocoder)
     spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
-    assert (name == "vocoder_phase.json") == any(weight > 0 for weight in spectral)
+    assert (name in ("vocoder_phase.json", "vocoder_mixed.json")) == any(weight > 0 for weight in spectral)
+    assert (config.data.model_mel_fraction is not None) == (name == "vocoder_mixed.json")
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
@@ -254,8 +255,8 @@ def test_segments_are_aligned_slices_of_the_recordings(bank_sources):
     waves, mels = bank_sources
     bank = SegmentBank(waves, mels, SEGMENT_HOP, "cpu")
     assert len(bank) == 3 and bank.frames.tolist() == [10, 30, 5]
-    mel, audio = bank.draw(64, 8, torch.Generator().manual_seed(0))
-    assert mel.shape == (64, 4, 8) and audio.shape == (64, 8 * SEGMENT_HOP)
+    mel, audio, from_model = bank.draw(64, 8, torch.Generator().manual_seed(0))
+    assert mel.shape == (64, 4, 8) and audio.shape == (64, 8 * SEGMENT_HOP) and from_model.all()
     drawn = set()
     for mel_segment, audio_segment in zip(mel, audio):
         index, first = int(mel_segment[1, 0]), int(mel_segment[0, 0])
@@ -267,12 +268,38 @@ def test_segments_are_aligned_slices_of_the_recordings(bank_sources):
     assert max(first for index, first in drawn if index == 1) <= 30 - 8
     assert len(drawn) > 20  # offsets vary
 
-    again_mel, again_audio = bank.draw(64, 8, torch.Generator().manual_seed(0))
+    again_mel, again_audio, _ = bank.draw(64, 8, torch.Generator().manual_seed(0))
     assert torch.equal(again_mel, mel) and torch.equal(again_audio, audio)
-    assert not torch.equal(bank.draw(64, 8, torch.Generator().manual_seed(1))[1], audio)
+    assert not torch.equal(bank.draw(64, 8, torch.Generator().manual_seed(1)).audio, audio)
     # without mels the same seed draws the same audio
-    no_mel, same_audio = SegmentBank(waves, None, SEGMENT_HOP, "cpu").draw(64, 8, torch.Generator().manual_seed(0))
-    assert no_mel is None and torch.equal(same_audio, audio)
+    no_mel, same_audio, none = SegmentBank(waves, None, SEGMENT_HOP, "cpu").draw(64, 8,
+                                                                                 torch.Generator().manual_seed(0))
+    assert no_mel is None and none is None and torch.equal(same_audio, audio)
+
+
+def test_a_mixing_bank_takes_the_model_mel_at_its_rate_and_only_where_there_is_one(bank_sources):
+    waves, mels = bank_sources
+    marked = mels[0].clone()
+    marked[1] = 7.0  # recording 1 will have no model mel (zeros in the bank): mark recording 0's apart from them
+    half = SegmentBank(waves, [marked, None, mels[2]], SEGMENT_HOP, "cpu", model_mel_fraction=0.5)
+    assert half.has_mel.tolist() == [True, False, True]
+    segments = half.draw(4000, 8, torch.Generator().manual_seed(0))
+    from_zero = segments.mel[:, 1, 0] == 7.0  # recording 2 is shorter than a segment: never drawn
+    assert 1000 < int(from_zero.sum()) < 3000
+    share = segments.from_model[from_zero].float().mean()
+    assert 0.45 < share < 0.55  # recording 0's segments: about half from its model mel
+    assert not segments.from_model[~from_zero].any()  # recording 1 has none: always its own mel
+    # the audio is drawn as without mixing: the same seed, the same segments
+    plain = SegmentBank(waves, mels, SEGMENT_HOP, "cpu").draw(4000, 8, torch.Generator().manual_seed(0))
+    assert torch.equal(plain.audio, segments.audio)
+    assert not SegmentBank(waves, mels, SEGMENT_HOP, "cpu", model_mel_fraction=0.0).draw(
+        64, 8, torch.Generator().manual_seed(0)).from_model.any()
+    assert SegmentBank(waves, mels, SEGMENT_HOP, "cpu", model_mel_fraction=1.0).draw(
+        64, 8, torch.Generator().manual_seed(0)).from_model.all()
+    with pytest.raises(ValueError, match="every recording needs a model mel unless model_mel_fraction is set"):
+        SegmentBank(waves, [mels[0], None, mels[2]], SEGMENT_HOP, "cpu")
+    with pytest.raises(ValueError, match="no recording has a model mel"):
+        SegmentBank(waves, [None, None, None], SEGMENT_HOP, "cpu", model_mel_fraction=0.5)
 
 
 def test_segment_bank_refuses_misaligned_mels_and_long_segments(bank_sources):
@@ -547,7 +574,7 @@ def test_fine_tuning_draws_the_model_mels_of_the_drawn_audio(corpus, model_mels,
                                                           data={"model_mels": "../model_mels.safetensors"}))
     trainer = VocoderTrainer(config, tmp_path / "finetune", max_steps=2, progress=False)
     assert len(trainer.train_bank) == 3  # the noise recording has no model mel
-    mel_in, audio = trainer.train_bank.draw(8, 16, torch.Generator().manual_seed(0))
+    mel_in, audio, _ = trainer.train_bank.draw(8, 16, torch.Generator().manual_seed(0))
     # away from the segment's edges (where its own reflect padding differs) the real mel is the model mel - OFFSET
     torch.testing.assert_close(mel_in[..., 2:-2], trainer.mel(audio)[..., 2:-2] + OFFSET, atol=2e-2, rtol=0)
     val_mel, val_audio = trainer.val_items[0]
@@ -559,6 +586,32 @@ def test_fine_tuning_draws_the_model_mels_of_the_drawn_audio(corpus, model_mels,
     assert (tmp_path / "finetune" / "final" / "diffusion_pytorch_model.safetensors").is_file()
     recorded = json.loads((tmp_path / "finetune" / "training_config.json").read_text())
     assert recorded["data"]["model_mels"] == [str(model_mels.resolve())]
+
+
+def test_mixing_keeps_every_recording_and_validates_on_their_own_mels(corpus, model_mels, tmp_path):
+    config = VocoderTrainingConfig.from_file(write_config(
+        corpus, "mixed", data={"model_mels": "../model_mels.safetensors", "model_mel_fraction": 0.5}))
+    trainer = VocoderTrainer(config, tmp_path / "mixed", max_steps=2, progress=False)
+    assert len(trainer.train_bank) == 4 and trainer.train_bank.has_mel.tolist().count(False) == 1  # the noise
+    segments = trainer.train_bank.draw(64, 16, torch.Generator().manual_seed(0))
+    own = trainer.mel(segments.audio)
+    inner = (..., slice(2, -2))  # away from the segments' edges, where their own reflect padding differs
+    model_rows, own_rows = segments.from_model, ~segments.from_model
+    assert model_rows.any() and own_rows.any()
+    torch.testing.assert_close(segments.mel[model_rows][inner], own[model_rows][inner] + OFFSET, atol=2e-2, rtol=0)
+    val_mel, val_audio = trainer.val_items[0]
+    torch.testing.assert_close(val_mel, trainer.mel(val_audio))  # the recording's own mel, not its model mel
+    assert trainer.train().step == 2
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"model_mels": "../model_mels.safetensors", "model_mel_fraction": 1.5}, "data.model_mel_fraction must be"),
+    ({"model_mels": "../model_mels.safetensors", "model_mel_fraction": "half"}, "data.model_mel_fraction must be"),
+    ({"model_mel_fraction": 0.5}, "data.model_mel_fraction needs data.model_mels"),
+])
+def test_a_bad_model_mel_fraction_is_refused_by_name(corpus, data, message):
+    with pytest.raises(ValueError, match=message):
+        VocoderTrainingConfig.from_file(write_config(corpus, "bad_fraction", data=data))
 
 
 # ---------------------------------------------------------------------------------------------------------------

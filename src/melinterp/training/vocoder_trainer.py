@@ -10,13 +10,16 @@ Recipe (HiFi-GAN's losses, Vocos's generator):
 - the discriminators learn real segments against the generator's (detached) output;
 - AdamW (betas 0.8, 0.99) for both, warm-up then cosine or constant learning rate.
 
-Two kinds of input mel, one config key apart:
+Three kinds of input mel, two config keys apart:
 
 - ``data.model_mels`` unset: the mel of the real segment itself (training on recordings);
 - ``data.model_mels`` a safetensors file written by `melinterp.training.vocoder_mels`: for each listed recording,
   the acoustic model's own mel on the recording's frame grid (teacher-forced: aligned by monotonic alignment search
   to the recording). The generator learns to turn the model's mels into the real audio: fine-tuning that removes
-  the mismatch between the mels it was trained on and the mels it will be given.
+  the mismatch between the mels it was trained on and the mels it will be given;
+- both, and ``data.model_mel_fraction`` a number p: every recording of the filelist, each segment drawn from the
+  model's mel with probability p where its recording has one, else from the recording's own mel. One run learns
+  the recordings' mels (what `melinterp evaluate` vocodes as ground truth) and the model's (what a user hears).
 
 Data: every recording of the filelists is loaded once and kept on the training device (int16, about 160 MB an
 hour), so a step draws its batch with no loader. Each step's draws (items and offsets) come from a generator
@@ -32,7 +35,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -55,6 +58,9 @@ class VocoderDataConfig:
     val_filelist: str | None = None
     # safetensors file(s) of teacher-forced mels (`melinterp vocoder-mels`): fine-tuning on the model's mels
     model_mels: str | list[str] | None = None
+    # None: only the recordings with a model mel, every segment from it; p in [0, 1]: every recording, a segment from
+    # its model mel with probability p (where it has one), else from its own mel
+    model_mel_fraction: float | None = None
     segment_frames: int = 64  # frames per training segment (x hop_length samples)
     batch_size: int = 16
     val_items: int = 4  # validation recordings vocoded whole at each validation
@@ -114,6 +120,11 @@ class VocoderTrainingConfig:
         data = _build(VocoderDataConfig, raw["data"], "data")
         if isinstance(data.model_mels, str):
             data.model_mels = [data.model_mels]
+        if data.model_mel_fraction is not None:
+            check_number("data.model_mel_fraction", data.model_mel_fraction, lambda p: 0 <= p <= 1,
+                         "a number in [0, 1] (or null: every segment from a model mel)")
+            if not data.model_mels:
+                raise ValueError("data.model_mel_fraction needs data.model_mels: the model's mels to draw from")
         if base_dir is not None:
             resolve = lambda value: value if Path(value).is_absolute() else str((base_dir / value).resolve())  # noqa
             for name in ("train_filelist", "val_filelist"):
@@ -146,35 +157,56 @@ class VocoderTrainingConfig:
 # Data: every recording on the device, segments drawn per step
 # --------------------------------------------------------------------------------------------------------------
 
+class Segments(NamedTuple):
+    """One step's draw: ``mel`` (B, n_mels, F) the model mels there (None without model mels), ``audio`` (B, F * hop),
+    ``from_model`` (B,) bool: which rows take ``mel`` as their input (the others take the audio's own mel)."""
+
+    mel: torch.Tensor | None
+    audio: torch.Tensor
+    from_model: torch.Tensor | None
+
+
 class SegmentBank:
     """Recordings (and optionally their model mels) held on one device; draws aligned (mel, audio) segments.
 
     Args:
         waves: float waveforms (N_i,) at the feature sample rate.
-        mels: None, or one log-mel (n_mels, N_i // hop) per waveform, on that waveform's frame grid.
+        mels: None, or per waveform its log-mel (n_mels, N_i // hop) on that waveform's frame grid, or None where
+            it has none (only with ``model_mel_fraction``).
         hop_length: samples per frame.
         device: where the bank lives.
+        model_mel_fraction: None: every segment from its model mel; p: a segment from its model mel with
+            probability p where its recording has one.
     """
 
-    def __init__(self, waves: list[np.ndarray], mels: list[torch.Tensor] | None, hop_length: int, device):
+    def __init__(self, waves: list[np.ndarray], mels: list[torch.Tensor | None] | None, hop_length: int, device,
+                 model_mel_fraction: float | None = None):
         self.hop_length = hop_length
+        self.model_mel_fraction = model_mel_fraction
         self.frames = torch.tensor([len(w) // hop_length for w in waves], dtype=torch.long)
         pcm = np.concatenate([np.round(np.clip(w[: n * hop_length], -1, 1) * 32767).astype(np.int16)
                               for w, n in zip(waves, self.frames.tolist())])
         self.audio = torch.from_numpy(pcm).to(device)  # (sum N_i,) int16
         self.audio_start = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.frames[:-1]]), 0)
-        self.mels = None
+        self.mels = self.has_mel = None
         if mels is not None:
+            self.has_mel = torch.tensor([mel is not None for mel in mels])
+            if not self.has_mel.any():
+                raise ValueError("no recording has a model mel: pass mels=None to train on the recordings' own")
+            if not self.has_mel.all() and model_mel_fraction is None:
+                raise ValueError("every recording needs a model mel unless model_mel_fraction is set")
+            n_mels = next(mel.shape[0] for mel in mels if mel is not None)
             for i, (mel, n) in enumerate(zip(mels, self.frames.tolist())):
-                if mel.shape[-1] != n:
+                if mel is not None and mel.shape[-1] != n:
                     raise ValueError(f"model mel {i} has {mel.shape[-1]} frames but its recording has {n}")
-            self.mels = torch.cat(mels, dim=-1).to(device, torch.float16)  # (n_mels, sum T_i)
+            self.mels = torch.cat([torch.zeros(n_mels, n) if mel is None else mel
+                                   for mel, n in zip(mels, self.frames.tolist())], dim=-1).to(device, torch.float16)
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def draw(self, batch_size: int, segment_frames: int, generator: torch.Generator):
-        """(mel (B, n_mels, F) or None, audio (B, F * hop)): random items, random frame offsets."""
+    def draw(self, batch_size: int, segment_frames: int, generator: torch.Generator) -> Segments:
+        """Random items at random frame offsets, and which of them take their model mel."""
         eligible = torch.nonzero(self.frames >= segment_frames).flatten()
         if len(eligible) == 0:
             raise ValueError(f"no recording is at least {segment_frames} frames long: lower data.segment_frames")
@@ -186,11 +218,14 @@ class SegmentBank:
         sample_index = (first_frames[:, None] * self.hop_length
                         + torch.arange(segment_frames * self.hop_length)[None]).to(device)
         audio = self.audio[sample_index].float() / 32767.0  # (B, F * hop)
-        mel = None
-        if self.mels is not None:
-            frame_index = (first_frames[:, None] + torch.arange(segment_frames)[None]).to(device)
-            mel = self.mels[:, frame_index].permute(1, 0, 2).float()  # (B, n_mels, F)
-        return mel, audio
+        if self.mels is None:
+            return Segments(None, audio, None)
+        frame_index = (first_frames[:, None] + torch.arange(segment_frames)[None]).to(device)
+        mel = self.mels[:, frame_index].permute(1, 0, 2).float()  # (B, n_mels, F)
+        from_model = self.has_mel[items]
+        if self.model_mel_fraction is not None:
+            from_model = from_model & (torch.rand(batch_size, generator=generator) < self.model_mel_fraction)
+        return Segments(mel, audio, from_model.to(device))
 
 
 def read_model_mels(path: str | Path) -> dict[str, torch.Tensor]:
@@ -221,19 +256,21 @@ def load_bank(filelist: str, config: VocoderTrainingConfig, feature_config, devi
 
     from melinterp.training.vocoder_mels import recording_key
 
+    mixing = config.data.model_mel_fraction is not None
     waves, mels, paths = [], [] if model_mels is not None else None, []
     for utterance in read_filelist(filelist):
         key = recording_key(utterance)
         if model_mels is not None:
-            if key not in model_mels:
+            if key not in model_mels and not mixing:
                 continue  # fine-tuning uses only the recordings that have a model mel
-            mels.append(model_mels[key])
+            mels.append(model_mels.get(key))
         waves.append(load_audio(utterance.wav_path, target_sr=feature_config.sample_rate, min_duration=0.05))
         paths.append(key)
+    if mels is not None and not any(mel is not None for mel in mels):
+        raise ValueError(f"{filelist}: none of its recordings has a model mel in {config.data.model_mels}")
     if not waves:
-        raise ValueError(f"{filelist}: none of its recordings has a model mel in {config.data.model_mels}"
-                         if model_mels is not None else f"{filelist}: no recordings")
-    return SegmentBank(waves, mels, feature_config.hop_length, device), paths
+        raise ValueError(f"{filelist}: no recordings")
+    return SegmentBank(waves, mels, feature_config.hop_length, device, config.data.model_mel_fraction), paths
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -299,8 +336,9 @@ class VocoderTrainer(TrainingRun):
         self.train_bank, _ = load_bank(config.data.train_filelist, config, self.feature_config, device,
                                        model_mels=model_mels)
         self.val_items = []
-        if config.data.val_filelist:
-            self.val_items = self._validation_items(config.data.val_filelist, model_mels)
+        if config.data.val_filelist:  # mixing validates on the recordings' own mels
+            self.val_items = self._validation_items(config.data.val_filelist,
+                                                    None if config.data.model_mel_fraction is not None else model_mels)
 
         optim = config.optim
         make = lambda params: torch.optim.AdamW(params, lr=optim.learning_rate, betas=optim.betas,  # noqa: E731
@@ -403,12 +441,15 @@ class VocoderTrainer(TrainingRun):
         for model in self.models.values():
             model.train()
 
-        mel_in, real = self.train_bank.draw(self.config.data.batch_size, self.config.data.segment_frames,
-                                            self._step_generator())
+        segments = self.train_bank.draw(self.config.data.batch_size, self.config.data.segment_frames,
+                                        self._step_generator())
+        real = segments.audio
         with torch.no_grad():
             real_spectrum = self.mel.stft(real)  # (B, n_freq, F), the front end's framing, float32
             real_mel = self.mel.log_mel(real_spectrum)  # (B, n_mels, F)
-        mel_in = real_mel if mel_in is None else mel_in
+        mel_in = real_mel
+        if segments.mel is not None:
+            mel_in = torch.where(segments.from_model[:, None, None], segments.mel, real_mel)
         spectral_weights = self._spectral_weights
         with accelerator.autocast():
             fake = _unwrap(generator).waveform(mel_in)  # (B, F * hop)
