@@ -15,8 +15,9 @@ Three kinds of input mel, two config keys apart:
 - ``data.model_mels`` unset: the mel of the real segment itself (training on recordings);
 - ``data.model_mels`` a safetensors file written by `melinterp.training.vocoder_mels`: for each listed recording,
   the acoustic model's own mel on the recording's frame grid (teacher-forced: aligned by monotonic alignment search
-  to the recording). The generator learns to turn the model's mels into the real audio: fine-tuning that removes
-  the mismatch between the mels it was trained on and the mels it will be given;
+  to the recording). The generator learns to turn the model's mels into the real audio: the usual fine-tuning
+  against the mismatch between the mels it was trained on and the mels it will be given (on the bundled model it
+  has made the vocoder worse on them: the model card has the runs);
 - both, and ``data.model_mel_fraction`` a number p: every recording of the filelist, each segment drawn from the
   model's mel with probability p where its recording has one, else from the recording's own mel. One run learns
   the recordings' mels (what `melinterp evaluate` vocodes as ground truth) and the model's (what a user hears).
