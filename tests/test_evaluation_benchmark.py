@@ -151,6 +151,42 @@ def test_quality_vocoders_and_vocode():
     np.testing.assert_allclose(audio, -np.log(config.log_clamp), rtol=1e-6)
 
 
+def test_extra_vocoders_are_compared_under_their_folder_names(tmp_path):
+    from melinterp import HiFiGANGenerator
+    from melinterp.audio import FeatureConfig
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    tiny = dict(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8), upsample_initial_channel=16,
+                resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),))
+    HiFiGANGenerator(**tiny).save_pretrained(tmp_path / "hifigan_universal")
+    config = FeatureConfig()
+    extra = benchmark.load_extra_vocoders([tmp_path / "hifigan_universal"], config)
+    assert list(extra) == ["hifigan_universal"] and isinstance(extra["hifigan_universal"], HiFiGANGenerator)
+    assert not extra["hifigan_universal"].training
+    pipeline = SimpleNamespace(feature_config=config, vocoder=_tiny_vocos())
+    vocoders = benchmark.quality_vocoders(pipeline, extra=extra)
+    assert list(vocoders) == ["griffin_lim", "VocosVocoder", "hifigan_universal"]
+    rows = quality_rows(vocoders)
+    assert "vocoded_gt/hifigan_universal" in rows and "none/hifigan_universal" in rows
+    assert "vocoded_gt/hifigan_universal:recording_phase" not in rows  # no STFT frames of its own to split
+    audio = benchmark.vocode(vocoders["hifigan_universal"], np.full((80, 5), -5.0, np.float32), config)
+    assert audio.shape == (5 * 256,) and np.isfinite(audio).all()
+
+    with pytest.raises(ValueError, match="already has a vocoder named 'griffin_lim'"):
+        benchmark.quality_vocoders(pipeline, extra={"griffin_lim": GriffinLimVocoder.from_feature_config(config)})
+    (tmp_path / "other").mkdir()
+    HiFiGANGenerator(**tiny).save_pretrained(tmp_path / "other" / "hifigan_universal")
+    with pytest.raises(ValueError, match="two vocoder folders are named 'hifigan_universal'"):
+        benchmark.load_extra_vocoders([tmp_path / "hifigan_universal", tmp_path / "other" / "hifigan_universal"],
+                                      config)
+    HiFiGANGenerator(**{**tiny, "upsample_rates": (8, 8, 2), "upsample_kernel_sizes": (16, 16, 4)},
+                     hop_length=128).save_pretrained(tmp_path / "hop128")
+    with pytest.raises(ValueError, match="its hop_length is 128, the model's features have 256"):
+        benchmark.load_extra_vocoders([tmp_path / "hop128"], config)
+    with pytest.raises(ValueError, match="not a vocoder folder"):
+        benchmark.load_extra_vocoders([tmp_path / "missing"], config)
+
+
 def _tiny_vocos():
     from melinterp.models.vocos import VocosVocoder
 

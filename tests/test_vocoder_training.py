@@ -160,8 +160,12 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     models = build_vocoder_models(config)
     assert isinstance(models["generator"], VocosVocoder)
     spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
-    assert (name in ("vocoder_phase.json", "vocoder_mixed.json")) == any(weight > 0 for weight in spectral)
+    assert (name in ("vocoder_phase.json", "vocoder_mixed.json", "vocoder_distil.json")) == any(
+        weight > 0 for weight in spectral)
     assert (config.data.model_mel_fraction is not None) == (name == "vocoder_mixed.json")
+    assert (config.data.teacher is not None) == (name == "vocoder_distil.json")
+    if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
+        assert config.data.train_filelist is None and len(config.data.model_mels) == 2
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
@@ -602,6 +606,135 @@ def test_mixing_keeps_every_recording_and_validates_on_their_own_mels(corpus, mo
     val_mel, val_audio = trainer.val_items[0]
     torch.testing.assert_close(val_mel, trainer.mel(val_audio))  # the recording's own mel, not its model mel
     assert trainer.train().step == 2
+
+
+def test_a_teacher_bank_trains_model_mel_rows_towards_the_teachers_audio(bank_sources):
+    waves, mels = bank_sources
+    teacher_waves = [-wave for wave in waves]  # a stand-in teacher: the recording upside down
+    teacher_waves[1] = None
+    bank = SegmentBank(waves, [mels[0], None, mels[2]], SEGMENT_HOP, "cpu", model_mel_fraction=0.5,
+                       teacher_waves=teacher_waves)
+    segments = bank.draw(400, 8, torch.Generator().manual_seed(0))
+    plain = SegmentBank(waves, [mels[0], None, mels[2]], SEGMENT_HOP, "cpu", model_mel_fraction=0.5).draw(
+        400, 8, torch.Generator().manual_seed(0))
+    rows = segments.from_model
+    assert rows.any() and (~rows).any() and torch.equal(rows, plain.from_model)
+    torch.testing.assert_close(segments.audio[rows], -plain.audio[rows], atol=1e-4, rtol=0)
+    assert torch.equal(segments.audio[~rows], plain.audio[~rows])  # recording rows keep the recording
+
+    with pytest.raises(ValueError, match="one waveform for each model mel"):
+        SegmentBank(waves, [mels[0], None, mels[2]], SEGMENT_HOP, "cpu", model_mel_fraction=0.5,
+                    teacher_waves=[waves[0], waves[1], waves[2]])
+    with pytest.raises(ValueError, match="teacher waveform 0 has 10 samples but its model mel needs 640"):
+        SegmentBank(waves, mels, SEGMENT_HOP, "cpu", teacher_waves=[waves[0][:10], waves[1], waves[2]])
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory) -> Path:
+    """A tiny randomly initialised HiFi-GAN (V3 layout, hop 256) saved as a vocoder folder."""
+    from melinterp import HiFiGANGenerator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        teacher = HiFiGANGenerator(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8),
+                                   upsample_initial_channel=16, resblock_kernel_sizes=(3,),
+                                   resblock_dilation_sizes=((1, 3),))
+    folder = tmp_path_factory.mktemp("teacher") / "hifigan"
+    teacher.save_pretrained(folder)
+    return folder
+
+
+def test_distillation_targets_are_the_teachers_output_on_the_model_mel(corpus, model_mels, teacher_folder, tmp_path):
+    from melinterp import HiFiGANGenerator
+
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "distil", data={
+        "model_mels": "../model_mels.safetensors", "model_mel_fraction": 0.5, "teacher": str(teacher_folder)}))
+    assert config.data.teacher == str(teacher_folder)
+    trainer = VocoderTrainer(config, tmp_path / "distil", max_steps=2, progress=False)
+    assert trainer.teacher is None  # its targets are rendered once; its weights are not kept for the run
+    teacher = HiFiGANGenerator.from_pretrained(teacher_folder).eval()
+    bank, mels = trainer.train_bank, read_model_mels(model_mels)
+    # each recording's targets: the teacher's waveform of its whole model mel (16-bit), the noise's (no mel) its own
+    for index, key in enumerate(["wavs/tone_110", "wavs/tone_180", "wavs/tone_260", "wavs/noise"]):
+        start, frames = int(bank.audio_start[index]) * HOP, int(bank.frames[index])
+        stored = bank.teacher_audio[start: start + frames * HOP].float() / 32767
+        if key in mels:
+            with torch.no_grad():
+                expected = teacher(mels[key].float()[None])[0]
+            torch.testing.assert_close(stored, expected, atol=1 / 32767, rtol=0)
+        else:
+            assert torch.equal(bank.teacher_audio[start: start + frames * HOP], bank.audio[start: start + frames * HOP])
+    segments = bank.draw(64, 16, torch.Generator().manual_seed(0))
+    rows = segments.from_model
+    assert rows.any() and (~rows).any()
+    inner = (..., slice(2, -2))  # away from the segments' edges, where their own reflect padding differs
+    # recording rows of the tones still learn the recording (the model mel is the recording's mel + OFFSET there;
+    # the noise has none, zeros in the bank)
+    tones = ~rows & (segments.mel.abs().amax(dim=(1, 2)) > 0)
+    assert tones.any()
+    torch.testing.assert_close(segments.mel[tones][inner], trainer.mel(segments.audio[tones])[inner] + OFFSET,
+                               atol=2e-2, rtol=0)
+    # model-mel rows do not: their target is the teacher's, whose mel is not the model mel's
+    assert (segments.mel[rows][inner] - trainer.mel(segments.audio[rows])[inner] - OFFSET).abs().mean() > 0.1
+    assert trainer.train().step == 2
+
+
+def test_distillation_on_mels_alone_pairs_every_mel_with_the_teachers_waveform(corpus, model_mels, teacher_folder,
+                                                                                  tmp_path):
+    from melinterp import HiFiGANGenerator
+
+    own = tmp_path / "own_mels.safetensors"
+    assert main(["vocoder-mels", "--own", "--filelist", str(corpus / "train.txt"), "--out", str(own), "--quiet"]) == 0
+    own_mels = read_model_mels(own)
+    assert sorted(own_mels) == ["wavs/noise", "wavs/tone_110", "wavs/tone_180", "wavs/tone_260"]
+    torch.testing.assert_close(own_mels["wavs/tone_180"].float(),
+                               mel_spectrogram(load_audio(corpus / "wavs" / "tone_180.wav")), atol=1e-2, rtol=0)
+
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "mels_alone", data={
+        "train_filelist": None, "model_mels": ["../model_mels.safetensors", str(own)],
+        "teacher": str(teacher_folder)}))
+    trainer = VocoderTrainer(config, tmp_path / "mels_alone", max_steps=2, progress=False)
+    bank = trainer.train_bank
+    assert len(bank) == 7  # 3 model mels and 4 own mels: a recording is in it twice, once with each
+    assert bank.has_mel.all() and bank.teacher_audio is None
+    teacher = HiFiGANGenerator.from_pretrained(teacher_folder).eval()
+    mels = [*read_model_mels(model_mels).values(), *own_mels.values()]
+    for index, mel in enumerate(mels):
+        start, frames = int(bank.audio_start[index]), int(bank.frames[index])
+        assert frames == mel.shape[-1]
+        with torch.no_grad():
+            expected = teacher(mel.float()[None])[0]
+        torch.testing.assert_close(bank.audio[start * HOP: (start + frames) * HOP].float() / 32767, expected,
+                                   atol=1 / 32767, rtol=0)
+        assert torch.equal(bank.mels[:, start: start + frames], mel.half())
+    val_mel, val_audio = trainer.val_items[0]
+    torch.testing.assert_close(val_mel, trainer.mel(val_audio))  # validated on a recording's own mel
+    assert trainer.train().step == 2
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"teacher": "somewhere"}, "data.teacher needs data.model_mels"),
+    ({"train_filelist": None}, "data.train_filelist is required"),
+    ({"train_filelist": None, "teacher": "t", "model_mels": "m", "model_mel_fraction": 0.5},
+     "data.model_mel_fraction mixes recordings with their model mels: it needs data.train_filelist"),
+])
+def test_teacher_configs_that_cannot_work_are_refused(corpus, data, message):
+    with pytest.raises(ValueError, match=message):
+        VocoderTrainingConfig.from_file(write_config(corpus, "bad_teacher", data=data))
+
+
+def test_a_teacher_of_other_features_or_no_folder_is_refused_by_name(corpus, model_mels, tmp_path):
+    from melinterp import HiFiGANGenerator
+
+    HiFiGANGenerator(resblock="2", upsample_rates=(8, 8, 2), upsample_kernel_sizes=(16, 16, 4),
+                     upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),),
+                     hop_length=128).save_pretrained(tmp_path / "hop128")
+    for folder, message in ((tmp_path / "hop128", "its hop_length is 128 but the generator's is 256"),
+                            (tmp_path / "missing", "not a folder")):
+        config = VocoderTrainingConfig.from_file(write_config(corpus, "teacher_mismatch", data={
+            "model_mels": "../model_mels.safetensors", "model_mel_fraction": 0.5, "teacher": str(folder)}))
+        with pytest.raises(ValueError, match=message):
+            VocoderTrainer(config, tmp_path / "run", max_steps=1, progress=False)
 
 
 @pytest.mark.parametrize("data, message", [

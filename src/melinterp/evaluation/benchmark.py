@@ -2,6 +2,7 @@
 
     melinterp evaluate --model DIR --corpus CORPUS --out OUT [--quick] [--steps N] [--seed S] [--device cpu]
                        [--sections modes quality identity] [--quality-utterances N] [--identity-clips N]
+                       [--vocoder DIR ...]
 
 The corpus is one made by ``melinterp make-corpus``: its held-out voices and texts (``filelists/heldout.txt``)
 and its parallel triplets (``triplets.jsonl``: A at its pitch, B at its pitch, B at A's pitch, same text). For
@@ -26,9 +27,11 @@ to the other. Temporal: both parts follow their own reference. Mix: both Spearma
 The quality section (``--sections quality`` runs it alone, in minutes) scores N held-out utterances (16, spread
 over the speakers) with DNSMOS (OVRL, SIG, BAK, P808: naturalness without a reference), the word error rate of
 pocketsphinx and MCD to the recording, for: ``ground_truth`` (the recording), ``vocoded_gt/<vocoder>`` (the
-recording's mel through each vocoder: Griffin-Lim, and the pipeline's own when it is another; for a vocoder that
-predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its output's STFT
-with the recording's phases or magnitudes put back, which say whether its magnitudes or its phases cost more) and
+recording's mel through each vocoder: Griffin-Lim, the pipeline's own when it is another, and each ``--vocoder
+DIR`` folder under the folder's name, e.g. an official HiFi-GAN converted by ``melinterp convert-hifigan``; for a
+vocoder that predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its
+output's STFT with the recording's phases or magnitudes put back, which say whether its magnitudes or its phases
+cost more) and
 ``none/<vocoder>`` (mode none with ref1 = another utterance of the speaker, one mel through each vocoder). WER is
 counted only on the voices whose ground truth the recogniser reads (WER under 25 %); the others are listed.
 
@@ -480,14 +483,49 @@ def _spearman(judges: _Judges, x, y) -> float:
 # Quality: naturalness, intelligibility and MCD of the ground truth, the vocoded ground truth and mode none
 # --------------------------------------------------------------------------------------------------------------
 
-def quality_vocoders(pipeline, device: str = "cpu") -> dict:
+def quality_vocoders(pipeline, device: str = "cpu", extra: dict | None = None) -> dict:
     """The vocoders the quality section compares, by name: ``griffin_lim`` (default settings for the pipeline's
-    features) always, and the pipeline's own vocoder, under its class name, when it is not a Griffin-Lim one."""
+    features) always, the pipeline's own vocoder, under its class name, when it is not a Griffin-Lim one, and the
+    ``extra`` ones (name -> vocoder, e.g. `load_extra_vocoders`; ``evaluate --vocoder DIR``).
+
+    Raises:
+        ValueError: an extra vocoder's name is one of the others'.
+    """
     from melinterp.models.vocoder import GriffinLimVocoder
 
     vocoders = {"griffin_lim": GriffinLimVocoder.from_feature_config(pipeline.feature_config).to(device).eval()}
     if not isinstance(pipeline.vocoder, GriffinLimVocoder):
         vocoders[type(pipeline.vocoder).__name__] = pipeline.vocoder
+    for name, vocoder in (extra or {}).items():
+        if name in vocoders:
+            raise ValueError(f"--vocoder {name}: the quality section already has a vocoder named {name!r} (rename "
+                             f"the folder)")
+        vocoders[name] = vocoder
+    return vocoders
+
+
+def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
+    """``evaluate --vocoder DIR``: each vocoder folder (`load_vocoder_folder`: a `melinterp train-vocoder` or
+    `melinterp convert-hifigan` output, a pipeline's ``vocoder/``) by its folder's name, on ``device``.
+
+    Raises:
+        ValueError: not a vocoder folder, two folders of one name, or a vocoder of other mels, sample rate or hop
+        than the pipeline's ``feature_config``.
+    """
+    from melinterp.models.vocoder import load_vocoder_folder
+
+    vocoders = {}
+    for folder in map(Path, folders):
+        if folder.name in vocoders:
+            raise ValueError(f"--vocoder {folder}: two vocoder folders are named {folder.name!r}; the report names "
+                             f"each vocoder by its folder")
+        vocoder = load_vocoder_folder(folder)
+        for key, want in (("n_mels", feature_config.n_mels), ("sample_rate", feature_config.sample_rate),
+                          ("hop_length", feature_config.hop_length)):
+            have = getattr(vocoder.config, key, want)
+            if have != want:
+                raise ValueError(f"--vocoder {folder}: its {key} is {have}, the model's features have {want}")
+        vocoders[folder.name] = vocoder.to(device).eval()
     return vocoders
 
 
@@ -842,7 +880,8 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
              max_pairs: int | None = None, progress: bool = True, device: str = "cpu", model_name: str = "",
              sections=DEFAULT_SECTIONS, quality_utterances: int | None = None,
              wer_voice_limit: float = WER_VOICE_LIMIT, identity_clips: int | None = None,
-             identity_enrol: int | None = None, identity_pitch: str = "own", training_corpus=None) -> dict:
+             identity_enrol: int | None = None, identity_pitch: str = "own", training_corpus=None,
+             extra_vocoders: dict | None = None) -> dict:
     """Score ``pipeline`` on the corpus's held-out voices; write report.json, report.md and figures.
 
     Args:
@@ -865,6 +904,8 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         identity_pitch: "own" (clips and enrolment at each voice's own pitch) or "all" (every pitch setting).
         training_corpus: the corpus whose training voices the identity section tells the held-out ones from
             (default the corpus itself, or its parent for ``CORPUS/novel``).
+        extra_vocoders: name -> vocoder, compared in the quality section beside Griffin-Lim and the pipeline's own
+            (`load_extra_vocoders`).
     Returns:
         The report (as written to report.json).
     """
@@ -923,7 +964,7 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
                                  "n_far_pairs": sum(r["far"] for r in results), "far_semitones": FAR_SEMITONES})
         report.update({"pairs": results, "aggregates": aggregate(results)})
     if "quality" in sections:
-        vocoders = quality_vocoders(pipeline, device)
+        vocoders = quality_vocoders(pipeline, device, extra_vocoders)
         synthesize = _Synthesizer(pipeline, work_dir / "quality", steps=steps, seed=seed, device=device)
         results = _evaluate_quality(utterances, synthesize, judges, vocoders, pipeline.feature_config,
                                     progress=progress)
@@ -1077,6 +1118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-corpus", type=Path, default=None, metavar="DIR",
                         help="identity: the corpus whose training voices' centroids the outputs are told from "
                              "(default --corpus, or its parent folder for CORPUS/novel)")
+    parser.add_argument("--vocoder", type=Path, action="append", default=[], metavar="DIR",
+                        help="quality: another vocoder folder to compare beside Griffin-Lim and the model's own (a "
+                             "`convert-hifigan` or `train-vocoder` output), named by its folder; repeatable")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -1101,12 +1145,13 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu")
     pipeline = load_model(args.model).to(args.device)
+    extra_vocoders = load_extra_vocoders(args.vocoder, pipeline.feature_config, args.device)
     report = evaluate(pipeline, args.corpus, args.out, quick=args.quick, steps=args.steps, seed=args.seed,
                       max_pairs=args.max_pairs, progress=not args.quiet, device=args.device,
                       sections=args.sections, quality_utterances=args.quality_utterances,
                       wer_voice_limit=args.wer_voice_limit, identity_clips=args.identity_clips,
                       identity_enrol=args.identity_enrol, identity_pitch=args.identity_pitch,
-                      training_corpus=args.training_corpus,
+                      training_corpus=args.training_corpus, extra_vocoders=extra_vocoders,
                       model_name=str(Path(args.model).resolve()) if Path(args.model).exists() else str(args.model))
     if not args.quiet:
         print(report_markdown(report))

@@ -83,6 +83,20 @@ def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_
     return mels
 
 
+def recording_mels(utterances, feature_config) -> dict[str, torch.Tensor]:
+    """recording key -> the recording's own log-mel (n_mels, T) float16, in `teacher_forced_mels`'s format: the
+    mels a teacher vocoder is distilled on besides the model's (``vocoder-mels --own``)."""
+    import torch
+
+    from melinterp.audio import load_audio, mel_spectrogram
+
+    mels = {}
+    for utterance in utterances:
+        wave = load_audio(utterance.wav_path, target_sr=feature_config.sample_rate, min_duration=0.05)
+        mels[recording_key(utterance)] = mel_spectrogram(torch.from_numpy(wave), feature_config).to(torch.float16)
+    return mels
+
+
 def save_model_mels(mels: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write `teacher_forced_mels`'s output as one safetensors file, atomically."""
     from melinterp.utils import save_safetensors
@@ -106,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-speaker", type=int, default=None,
                         help="mels for at most this many recordings a speaker (the others still serve as references)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--own", action="store_true",
+                        help="write the recordings' own mels instead (no model runs): with the model's, the mels a "
+                             "teacher vocoder is distilled on (data.teacher of train-vocoder)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -137,10 +154,14 @@ def run(args: argparse.Namespace) -> int:
 
         args.model = melinterp.DEFAULT_MODEL
     pipeline = load_model(args.model)
-    mels = teacher_forced_mels(pipeline, utterances, references=references, num_inference_steps=args.steps,
-                               temperature=args.temperature, seed=args.seed, progress=not args.quiet)
+    if args.own:
+        mels, kind = recording_mels(utterances, pipeline.feature_config), "recordings' own"
+    else:
+        mels = teacher_forced_mels(pipeline, utterances, references=references, num_inference_steps=args.steps,
+                                   temperature=args.temperature, seed=args.seed, progress=not args.quiet)
+        kind = "teacher-forced"
     save_model_mels(mels, args.out)
     frames = sum(mel.shape[-1] for mel in mels.values())
     seconds = frames * pipeline.feature_config.hop_length / pipeline.feature_config.sample_rate
-    print(f"wrote {len(mels)} teacher-forced mels ({seconds / 60:.1f} min of audio) to {args.out}")
+    print(f"wrote {len(mels)} {kind} mels ({seconds / 60:.1f} min of audio) to {args.out}")
     return 0

@@ -22,6 +22,17 @@ Three kinds of input mel, two config keys apart:
   model's mel with probability p where its recording has one, else from the recording's own mel. One run learns
   the recordings' mels (what `melinterp evaluate` vocodes as ground truth) and the model's (what a user hears).
 
+``data.teacher`` (a vocoder folder, say an official HiFi-GAN converted by ``melinterp convert-hifigan``) changes what
+a model-mel segment is trained towards: the teacher's waveform of that model mel instead of the recording. A model
+mel is one draw of a sampler, and two draws of one recording differ almost as much as either differs from the
+recording, so a loss against the recording asks the generator to average the draws; against the teacher's output of
+the very mel it is given, the target is a function of the input (distillation). The teacher renders each whole
+model mel once, when the data is loaded; recording segments keep the recording as their target.
+
+With a teacher and no ``data.train_filelist``, the run distils the teacher on mels alone: every mel of the
+``data.model_mels`` files (the model's, and the recordings' own written by ``melinterp vocoder-mels --own``) is
+trained towards the teacher's waveform of it, and no recording is loaded but the validation ones.
+
 Data: every recording of the filelists is loaded once and kept on the training device (int16, about 160 MB an
 hour), so a step draws its batch with no loader. Each step's draws (items and offsets) come from a generator
 seeded by (seed, step, process): a run stopped and resumed repeats an uninterrupted one step for step. Checkpoints
@@ -55,13 +66,15 @@ TIME_CHECK_EVERY = 10  # steps between checks of --max-minutes
 
 @dataclass
 class VocoderDataConfig:
-    train_filelist: str
+    train_filelist: str | None = None  # None only with a teacher: distillation on the model_mels alone
     val_filelist: str | None = None
     # safetensors file(s) of teacher-forced mels (`melinterp vocoder-mels`): fine-tuning on the model's mels
     model_mels: str | list[str] | None = None
     # None: only the recordings with a model mel, every segment from it; p in [0, 1]: every recording, a segment from
     # its model mel with probability p (where it has one), else from its own mel
     model_mel_fraction: float | None = None
+    # a vocoder folder: model-mel segments are trained towards its output on their model mel, not the recording
+    teacher: str | None = None
     segment_frames: int = 64  # frames per training segment (x hop_length samples)
     batch_size: int = 16
     val_items: int = 4  # validation recordings vocoded whole at each validation
@@ -126,6 +139,16 @@ class VocoderTrainingConfig:
                          "a number in [0, 1] (or null: every segment from a model mel)")
             if not data.model_mels:
                 raise ValueError("data.model_mel_fraction needs data.model_mels: the model's mels to draw from")
+        if data.teacher is not None and not data.model_mels:
+            raise ValueError("data.teacher needs data.model_mels: the teacher vocodes the model's mels (recording "
+                             "segments keep the recording as their target)")
+        if data.train_filelist is None:
+            if data.teacher is None:
+                raise ValueError("data.train_filelist is required (it may be left out only with data.teacher, to "
+                                 "distil the teacher on the data.model_mels alone)")
+            if data.model_mel_fraction is not None:
+                raise ValueError("data.model_mel_fraction mixes recordings with their model mels: it needs "
+                                 "data.train_filelist")
         if base_dir is not None:
             resolve = lambda value: value if Path(value).is_absolute() else str((base_dir / value).resolve())  # noqa
             for name in ("train_filelist", "val_filelist"):
@@ -133,6 +156,8 @@ class VocoderTrainingConfig:
                     setattr(data, name, resolve(getattr(data, name)))
             if data.model_mels is not None:
                 data.model_mels = [resolve(value) for value in data.model_mels]
+            if data.teacher is not None:
+                data.teacher = resolve(data.teacher)
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
         for term in (*PHASE_TERMS, "magnitude"):
@@ -159,8 +184,10 @@ class VocoderTrainingConfig:
 # --------------------------------------------------------------------------------------------------------------
 
 class Segments(NamedTuple):
-    """One step's draw: ``mel`` (B, n_mels, F) the model mels there (None without model mels), ``audio`` (B, F * hop),
-    ``from_model`` (B,) bool: which rows take ``mel`` as their input (the others take the audio's own mel)."""
+    """One step's draw: ``mel`` (B, n_mels, F) the model mels there (None without model mels), ``audio`` (B, F * hop)
+    the target (the teacher's output on the model mel in a ``from_model`` row of a bank with a teacher, else the
+    recording), ``from_model`` (B,) bool: which rows take ``mel`` as their input (the others take the recording's own
+    mel, which is the mel of ``audio`` there)."""
 
     mel: torch.Tensor | None
     audio: torch.Tensor
@@ -178,18 +205,29 @@ class SegmentBank:
         device: where the bank lives.
         model_mel_fraction: None: every segment from its model mel; p: a segment from its model mel with
             probability p where its recording has one.
+        teacher_waves: None, or per model mel a teacher's waveform of it (at least its frames x hop samples), None
+            where there is no mel: the target of the segments drawn from that mel.
     """
 
     def __init__(self, waves: list[np.ndarray], mels: list[torch.Tensor | None] | None, hop_length: int, device,
-                 model_mel_fraction: float | None = None):
+                 model_mel_fraction: float | None = None, teacher_waves: list[np.ndarray | None] | None = None):
         self.hop_length = hop_length
         self.model_mel_fraction = model_mel_fraction
         self.frames = torch.tensor([len(w) // hop_length for w in waves], dtype=torch.long)
-        pcm = np.concatenate([np.round(np.clip(w[: n * hop_length], -1, 1) * 32767).astype(np.int16)
-                              for w, n in zip(waves, self.frames.tolist())])
-        self.audio = torch.from_numpy(pcm).to(device)  # (sum N_i,) int16
+        self.audio = _pcm_bank(waves, self.frames, hop_length).to(device)  # (sum N_i,) int16
         self.audio_start = torch.cumsum(torch.cat([torch.zeros(1, dtype=torch.long), self.frames[:-1]]), 0)
-        self.mels = self.has_mel = None
+        self.mels = self.has_mel = self.teacher_audio = None
+        if teacher_waves is not None:
+            if mels is None or len(teacher_waves) != len(mels) or any(
+                    (wave is None) != (mel is None) for wave, mel in zip(teacher_waves, mels)):
+                raise ValueError("teacher_waves needs one waveform for each model mel (and None where there is none)")
+            for i, (wave, n) in enumerate(zip(teacher_waves, self.frames.tolist())):
+                if wave is not None and len(wave) < n * hop_length:
+                    raise ValueError(f"teacher waveform {i} has {len(wave)} samples but its model mel needs "
+                                     f"{n * hop_length}")
+            # the recordings' own audio where there is no mel: never drawn as a teacher target
+            self.teacher_audio = _pcm_bank([wave if wave is not None else own for wave, own in
+                                            zip(teacher_waves, waves)], self.frames, hop_length).to(device)
         if mels is not None:
             self.has_mel = torch.tensor([mel is not None for mel in mels])
             if not self.has_mel.any():
@@ -226,7 +264,29 @@ class SegmentBank:
         from_model = self.has_mel[items]
         if self.model_mel_fraction is not None:
             from_model = from_model & (torch.rand(batch_size, generator=generator) < self.model_mel_fraction)
-        return Segments(mel, audio, from_model.to(device))
+        from_model = from_model.to(device)
+        if self.teacher_audio is not None:
+            teacher = self.teacher_audio[sample_index].float() / 32767.0
+            audio = torch.where(from_model[:, None], teacher, audio)
+        return Segments(mel, audio, from_model)
+
+
+def _pcm_bank(waves: list[np.ndarray], frames: torch.Tensor, hop_length: int) -> torch.Tensor:
+    """Waveforms cut to whole frames, as 16-bit PCM end to end: (sum frames_i * hop,) int16."""
+    return torch.from_numpy(np.concatenate([np.round(np.clip(w[: n * hop_length], -1, 1) * 32767).astype(np.int16)
+                                            for w, n in zip(waves, frames.tolist())]))
+
+
+@torch.no_grad()
+def render_teacher(teacher: torch.nn.Module, mels: list[torch.Tensor | None], device) -> list[np.ndarray | None]:
+    """A teacher vocoder's waveform of each whole mel (n_mels, T) -> (T * hop,) float32, None for None; on ``device``
+    in the teacher's dtype, one mel at a time (cuDNN's benchmark mode off: every length would be benchmarked anew)."""
+    teacher = teacher.to(device).eval()
+    waves = []
+    with torch.backends.cudnn.flags(enabled=True, benchmark=False):
+        for mel in mels:
+            waves.append(None if mel is None else teacher(mel.to(device, torch.float32)[None])[0].cpu().numpy())
+    return waves
 
 
 def read_model_mels(path: str | Path) -> dict[str, torch.Tensor]:
@@ -250,8 +310,10 @@ def read_model_mels(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_bank(filelist: str, config: VocoderTrainingConfig, feature_config, device, *,
-              model_mels: dict[str, torch.Tensor] | None = None) -> tuple[SegmentBank, list[str]]:
-    """A `SegmentBank` of a filelist's recordings (and, for fine-tuning, their model mels); also the paths."""
+              model_mels: dict[str, torch.Tensor] | None = None,
+              teacher: torch.nn.Module | None = None) -> tuple[SegmentBank, list[str]]:
+    """A `SegmentBank` of a filelist's recordings (and, for fine-tuning, their model mels, and the ``teacher``'s
+    waveforms of those mels as their targets); also the paths."""
     from melinterp.audio import load_audio
     from melinterp.data import read_filelist
 
@@ -271,7 +333,20 @@ def load_bank(filelist: str, config: VocoderTrainingConfig, feature_config, devi
         raise ValueError(f"{filelist}: none of its recordings has a model mel in {config.data.model_mels}")
     if not waves:
         raise ValueError(f"{filelist}: no recordings")
-    return SegmentBank(waves, mels, feature_config.hop_length, device, config.data.model_mel_fraction), paths
+    if teacher is not None and mels is None:
+        raise ValueError("a teacher vocodes model mels: give model_mels too")
+    teacher_waves = render_teacher(teacher, mels, device) if teacher is not None else None
+    return SegmentBank(waves, mels, feature_config.hop_length, device, config.data.model_mel_fraction,
+                       teacher_waves), paths
+
+
+def load_teacher_bank(paths: list[str], teacher: torch.nn.Module, hop_length: int, device) -> SegmentBank:
+    """A `SegmentBank` of every mel of the ``paths`` (files of `melinterp vocoder-mels`), each paired with the
+    teacher's waveform of it: distillation on mels alone, every segment from its mel."""
+    mels = [mel for path in paths for mel in read_model_mels(path).values()]
+    if not mels:
+        raise ValueError(f"data.model_mels {', '.join(map(str, paths))}: no mels to distil the teacher on")
+    return SegmentBank(render_teacher(teacher, mels, device), mels, hop_length, device)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -334,12 +409,18 @@ class VocoderTrainer(TrainingRun):
         model_mels = None
         if config.data.model_mels:
             model_mels = {key: mel for path in config.data.model_mels for key, mel in read_model_mels(path).items()}
-        self.train_bank, _ = load_bank(config.data.train_filelist, config, self.feature_config, device,
-                                       model_mels=model_mels)
+        self.teacher = load_teacher(config.data.teacher, self.feature_config) if config.data.teacher else None
+        if config.data.train_filelist is None:  # distillation on mels alone
+            self.train_bank = load_teacher_bank(config.data.model_mels, self.teacher, self.feature_config.hop_length,
+                                                device)
+        else:
+            self.train_bank, _ = load_bank(config.data.train_filelist, config, self.feature_config, device,
+                                           model_mels=model_mels, teacher=self.teacher)
         self.val_items = []
-        if config.data.val_filelist:  # mixing validates on the recordings' own mels
-            self.val_items = self._validation_items(config.data.val_filelist,
-                                                    None if config.data.model_mel_fraction is not None else model_mels)
+        if config.data.val_filelist:  # mixing and distillation on mels alone validate on the recordings' own mels
+            own = config.data.model_mel_fraction is not None or config.data.train_filelist is None
+            self.val_items = self._validation_items(config.data.val_filelist, None if own else model_mels)
+        self.teacher = None  # every target it makes is rendered: free its weights for the run
 
         optim = config.optim
         make = lambda params: torch.optim.AdamW(params, lr=optim.learning_rate, betas=optim.betas,  # noqa: E731
@@ -353,7 +434,8 @@ class VocoderTrainer(TrainingRun):
         self._step_losses: dict[str, torch.Tensor] = {}
 
     def _validation_items(self, filelist: str, model_mels) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(input mel (n_mels, T), real audio (T * hop,)) of the first ``val_items`` validation recordings."""
+        """(input mel (n_mels, T), target audio (T * hop,)) of the first ``val_items`` validation recordings: the
+        recording, or with a teacher and model mels, the teacher's output on the model mel."""
         from melinterp.audio import load_audio
         from melinterp.data import read_filelist
         from melinterp.training.vocoder_mels import recording_key
@@ -370,6 +452,8 @@ class VocoderTrainer(TrainingRun):
                 if key not in model_mels:
                     continue
                 mel = model_mels[key].float()
+                if self.teacher is not None:
+                    audio = torch.from_numpy(render_teacher(self.teacher, [mel], self.accelerator.device)[0])
             else:
                 mel = self.mel(audio.to(self.accelerator.device)).cpu()
             items.append((mel, audio))
@@ -597,6 +681,26 @@ def load_vocoder_weights(models: dict[str, torch.nn.Module], folder: Path) -> No
             prefix = f"{name}."
             load_state_strict(models[name], {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
                          f"--init-from {discriminators} ({name})")
+
+
+def load_teacher(folder: str | Path, feature_config) -> torch.nn.Module:
+    """``data.teacher``: a vocoder folder (`load_vocoder_folder`) whose mels and hop are the run's.
+
+    Raises:
+        ValueError: not a vocoder folder, or its n_mels, sample rate or hop length differ from the generator's.
+    """
+    from melinterp.models.vocoder import load_vocoder_folder
+
+    if not Path(folder).is_dir():
+        raise ValueError(f"data.teacher {folder}: not a folder (expected a vocoder folder, e.g. one written by "
+                         f"`melinterp convert-hifigan`)")
+    teacher = load_vocoder_folder(folder, torch_dtype=torch.float32)  # a float16 upload runs in float32
+    for name, want in (("n_mels", feature_config.n_mels), ("sample_rate", feature_config.sample_rate),
+                       ("hop_length", feature_config.hop_length)):
+        have = getattr(teacher.config, name, want)
+        if have != want:
+            raise ValueError(f"data.teacher {folder}: its {name} is {have} but the generator's is {want}")
+    return teacher
 
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
