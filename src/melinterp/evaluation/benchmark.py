@@ -512,7 +512,7 @@ def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
         ValueError: not a vocoder folder, two folders of one name, or a vocoder of other mels, sample rate or hop
         than the pipeline's ``feature_config``.
     """
-    from melinterp.models.vocoder import load_vocoder_folder
+    from melinterp.models.vocoder import feature_mismatch, load_vocoder_folder
 
     vocoders = {}
     for folder in map(Path, folders):
@@ -520,11 +520,10 @@ def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
             raise ValueError(f"--vocoder {folder}: two vocoder folders are named {folder.name!r}; the report names "
                              f"each vocoder by its folder")
         vocoder = load_vocoder_folder(folder)
-        for key, want in (("n_mels", feature_config.n_mels), ("sample_rate", feature_config.sample_rate),
-                          ("hop_length", feature_config.hop_length)):
-            have = getattr(vocoder.config, key, want)
-            if have != want:
-                raise ValueError(f"--vocoder {folder}: its {key} is {have}, the model's features have {want}")
+        mismatch = feature_mismatch(vocoder, feature_config)
+        if mismatch is not None:
+            name, have, want = mismatch
+            raise ValueError(f"--vocoder {folder}: its {name} is {have}, the model's features have {want}")
         vocoders[folder.name] = vocoder.to(device).eval()
     return vocoders
 

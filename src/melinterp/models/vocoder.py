@@ -191,6 +191,18 @@ class GriffinLimVocoder(UsualFileModesMixin, ModelMixin, ConfigMixin):
 VOCODER_CLASSES = ("VocosVocoder", "HiFiGANGenerator", "GriffinLimVocoder")
 
 
+def feature_mismatch(vocoder, feature_config) -> tuple[str, object, object] | None:
+    """The first of n_mels, sample_rate and hop_length where ``vocoder``'s config differs from ``feature_config``'s,
+    as (name, the vocoder's, the features'), or None when it takes these features (a key its config lacks counts as
+    agreeing)."""
+    for name in ("n_mels", "sample_rate", "hop_length"):
+        want = getattr(feature_config, name)
+        have = getattr(vocoder.config, name, want)
+        if have != want:
+            return name, have, want
+    return None
+
+
 def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
     """The vocoder saved in ``folder`` (by `save_pretrained`, `melinterp train-vocoder` or `melinterp
     convert-hifigan`), of the melinterp class its config.json names; ``kwargs`` go to ``from_pretrained``.

@@ -689,17 +689,16 @@ def load_teacher(folder: str | Path, feature_config) -> torch.nn.Module:
     Raises:
         ValueError: not a vocoder folder, or its n_mels, sample rate or hop length differ from the generator's.
     """
-    from melinterp.models.vocoder import load_vocoder_folder
+    from melinterp.models.vocoder import feature_mismatch, load_vocoder_folder
 
     if not Path(folder).is_dir():
         raise ValueError(f"data.teacher {folder}: not a folder (expected a vocoder folder, e.g. one written by "
                          f"`melinterp convert-hifigan`)")
     teacher = load_vocoder_folder(folder, torch_dtype=torch.float32)  # a float16 upload runs in float32
-    for name, want in (("n_mels", feature_config.n_mels), ("sample_rate", feature_config.sample_rate),
-                       ("hop_length", feature_config.hop_length)):
-        have = getattr(teacher.config, name, want)
-        if have != want:
-            raise ValueError(f"data.teacher {folder}: its {name} is {have} but the generator's is {want}")
+    mismatch = feature_mismatch(teacher, feature_config)
+    if mismatch is not None:
+        name, have, want = mismatch
+        raise ValueError(f"data.teacher {folder}: its {name} is {have} but the generator's is {want}")
     return teacher
 
 
