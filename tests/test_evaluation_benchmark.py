@@ -103,6 +103,24 @@ def test_bad_model_is_a_clear_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
+def test_a_bad_vocoder_folder_fails_before_the_model_loads(tmp_path, capsys):
+    corpus = _tone_corpus(tmp_path / "corpus")
+    from melinterp.models.vocoder import GriffinLimVocoder
+
+    (tmp_path / "a" / "empty").mkdir(parents=True)
+    for parent in ("b", "c"):
+        GriffinLimVocoder(n_iter=1).save_pretrained(tmp_path / parent / "vocos")
+    for folders, message in ((["b/vocos", "a/empty"], "--vocoder {}/a/empty: not a vocoder folder (no config.json)"),
+                             (["b/vocos", "c/vocos"], "two vocoder folders are named 'vocos'")):
+        arguments = [part for folder in folders for part in ("--vocoder", str(tmp_path / folder))]
+        # the model does not exist: the vocoder's error comes first, so no model was loaded to find it
+        assert main(["evaluate", "--model", str(tmp_path / "missing"), "--corpus", str(corpus), "--out",
+                     str(tmp_path / "out"), "--sections", "quality", *arguments]) == 1
+        err = capsys.readouterr().err
+        assert message.format(tmp_path) in err and "no such folder" not in err
+        assert not (tmp_path / "out" / "report.json").exists()
+
+
 def test_quality_utterances_are_spread_over_speakers_with_references_of_other_texts(tmp_path):
     corpus = _tone_corpus(tmp_path / "corpus")
     (first_a, first_b, second) = load_quality_utterances(corpus, 3)

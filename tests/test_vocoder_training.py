@@ -680,12 +680,20 @@ def test_distillation_targets_are_the_teachers_output_on_the_model_mel(corpus, m
 
 
 def test_distillation_on_mels_alone_pairs_every_mel_with_the_teachers_waveform(corpus, model_mels, teacher_folder,
-                                                                                  tmp_path):
+                                                                                  tmp_path, capsys):
     from melinterp import HiFiGANGenerator
 
     own = tmp_path / "own_mels.safetensors"
     assert main(["vocoder-mels", "--own", "--filelist", str(corpus / "train.txt"), "--out", str(own), "--quiet"]) == 0
     own_mels = read_model_mels(own)
+    # the synthesis options do not apply to the recordings' own mels: refused by name, nothing written
+    refused = tmp_path / "refused.safetensors"
+    for extra, named in ((["--steps", "5"], "--steps does not apply"),
+                         (["--seed", "3", "--reference-filelist", str(corpus / "train.txt")],
+                          "--seed, --reference-filelist do not apply")):
+        assert main(["vocoder-mels", "--own", "--filelist", str(corpus / "train.txt"), "--out", str(refused),
+                     "--quiet", *extra]) == 1
+        assert named in capsys.readouterr().err and not refused.exists()
     assert sorted(own_mels) == ["wavs/noise", "wavs/tone_110", "wavs/tone_180", "wavs/tone_260"]
     torch.testing.assert_close(own_mels["wavs/tone_180"].float(),
                                mel_spectrogram(load_audio(corpus / "wavs" / "tone_180.wav")), atol=1e-2, rtol=0)

@@ -233,3 +233,12 @@ def test_load_vocoder_folder_takes_the_class_its_config_names_and_refuses_others
         load_vocoder_folder(folder)
     with pytest.raises(ValueError, match="not a vocoder folder"):
         load_vocoder_folder(tmp_path)
+    # weights that cannot be read (a truncated download) are named, not a diffusers traceback
+    VocosVocoder(dim=16, intermediate_dim=32, num_layers=1).save_pretrained(folder)
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"vocos: could not load the VocosVocoder weights .*write the folder again"):
+        load_vocoder_folder(folder)
+    weights.unlink()
+    with pytest.raises(ValueError, match="could not load the VocosVocoder weights"):
+        load_vocoder_folder(folder)

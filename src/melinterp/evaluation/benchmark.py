@@ -504,6 +504,27 @@ def quality_vocoders(pipeline, device: str = "cpu", extra: dict | None = None) -
     return vocoders
 
 
+def check_extra_vocoder_folders(folders) -> None:
+    """``evaluate --vocoder DIR``'s checks that need no weights (run before the model loads): each is a vocoder
+    folder (`vocoder_folder_class`), and no two share a name, since the report names each vocoder by its folder.
+
+    Raises:
+        ValueError: what is wrong, naming the folder.
+    """
+    from melinterp.models.vocoder import vocoder_folder_class
+
+    names = set()
+    for folder in map(Path, folders):
+        if folder.name in names:
+            raise ValueError(f"--vocoder {folder}: two vocoder folders are named {folder.name!r}; the report names "
+                             f"each vocoder by its folder")
+        names.add(folder.name)
+        try:
+            vocoder_folder_class(folder)
+        except ValueError as error:
+            raise ValueError(f"--vocoder {error}") from error
+
+
 def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
     """``evaluate --vocoder DIR``: each vocoder folder (`load_vocoder_folder`: a `melinterp train-vocoder` or
     `melinterp convert-hifigan` output, a pipeline's ``vocoder/``) by its folder's name, on ``device``.
@@ -514,11 +535,9 @@ def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
     """
     from melinterp.models.vocoder import feature_mismatch, load_vocoder_folder
 
+    check_extra_vocoder_folders(folders)
     vocoders = {}
     for folder in map(Path, folders):
-        if folder.name in vocoders:
-            raise ValueError(f"--vocoder {folder}: two vocoder folders are named {folder.name!r}; the report names "
-                             f"each vocoder by its folder")
         vocoder = load_vocoder_folder(folder)
         mismatch = feature_mismatch(vocoder, feature_config)
         if mismatch is not None:
@@ -1131,7 +1150,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
     check_writable_folder("--out", args.out)
-    # a bad corpus fails before the model loads
+    # a bad corpus or vocoder folder fails before the model loads
     if "modes" in args.sections:
         load_pairs(args.corpus, 1)
     if "quality" in args.sections:
@@ -1139,6 +1158,7 @@ def run(args: argparse.Namespace) -> int:
     if "identity" in args.sections:
         _identity_set(args.corpus, args.quick, args.identity_clips, args.identity_enrol, args.identity_pitch,
                       args.training_corpus)
+    check_extra_vocoder_folders(args.vocoder)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -206,16 +206,15 @@ def feature_mismatch(vocoder, feature_config) -> tuple[str, object, object] | No
     return None
 
 
-def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
-    """The vocoder saved in ``folder`` (by `save_pretrained`, `melinterp train-vocoder` or `melinterp
-    convert-hifigan`), of the melinterp class its config.json names; ``kwargs`` go to ``from_pretrained``.
+def vocoder_folder_class(folder) -> str:
+    """The melinterp vocoder class that ``folder``'s config.json names, read without loading any weights: the check
+    a command makes of its vocoder folders before it loads a model.
 
     Raises:
         ValueError: no config.json, unreadable JSON, or a class that is not one of `VOCODER_CLASSES`.
     """
     from pathlib import Path
 
-    import melinterp
     from melinterp.utils import read_json_file
 
     config = Path(folder) / "config.json"
@@ -225,7 +224,25 @@ def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
     if class_name not in VOCODER_CLASSES:
         raise ValueError(f"{config} names class {class_name!r}, which is not a melinterp vocoder "
                          f"({', '.join(VOCODER_CLASSES)})")
-    return getattr(melinterp, class_name).from_pretrained(str(folder), **kwargs)
+    return class_name
+
+
+def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
+    """The vocoder saved in ``folder`` (by `save_pretrained`, `melinterp train-vocoder` or `melinterp
+    convert-hifigan`), of the melinterp class its config.json names; ``kwargs`` go to ``from_pretrained``.
+
+    Raises:
+        ValueError: not a vocoder folder (`vocoder_folder_class`), or weights that are missing or unreadable (a
+            truncated or corrupt safetensors file).
+    """
+    import melinterp
+
+    class_name = vocoder_folder_class(folder)
+    try:
+        return getattr(melinterp, class_name).from_pretrained(str(folder), **kwargs)
+    except OSError as error:  # diffusers' "no file named ..." and "Unable to load weights from checkpoint file"
+        raise ValueError(f"{folder}: could not load the {class_name} weights ({error}); write the folder again "
+                         f"with save_pretrained, `melinterp train-vocoder` or `melinterp convert-hifigan`") from error
 
 
 def check_log_mel(mel: torch.Tensor, n_mels: int, min_frames: int = 1) -> None:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     import torch
 
 
+DEFAULT_STEPS = 10  # the pipeline's
+DEFAULT_TEMPERATURE = 1.5  # the pipeline's
+
+
 def recording_key(utterance) -> str:
     """An utterance's recording as its filelist names it: the path relative to the filelist's folder, without the
     file's suffix (the same recording converted from .wav to .flac keeps its key)."""
@@ -35,8 +39,8 @@ def normalize_key(path: str) -> str:
     return Path(path).with_suffix("").as_posix()
 
 
-def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_steps: int = 10,
-                        temperature: float = 1.5, seed: int = 0, progress: bool = True) -> dict[str, torch.Tensor]:
+def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_steps: int = DEFAULT_STEPS,
+                        temperature: float = DEFAULT_TEMPERATURE, seed: int = 0, progress: bool = True) -> dict[str, torch.Tensor]:
     """recording key -> the model's mel (n_mels, T) of that recording's text, aligned to the recording.
 
     The style of each comes from another recording of its speaker in ``references`` (default: ``utterances``).
@@ -115,14 +119,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="more recordings to take styles from (repeatable; e.g. the training filelist when "
                              "--filelist is a validation list with one recording a speaker)")
     parser.add_argument("--out", type=Path, required=True, help="the safetensors file to write")
-    parser.add_argument("--steps", type=int, default=10, help="denoising steps (default 10, the pipeline's)")
-    parser.add_argument("--temperature", type=float, default=1.5, help="prior temperature (the pipeline's default)")
+    parser.add_argument("--steps", type=int, default=None, help=f"denoising steps (default {DEFAULT_STEPS}, the "
+                                                                 f"pipeline's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help=f"prior temperature (default {DEFAULT_TEMPERATURE}, the pipeline's)")
     parser.add_argument("--max-per-speaker", type=int, default=None,
                         help="mels for at most this many recordings a speaker (the others still serve as references)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="noise seed (default 0)")
     parser.add_argument("--own", action="store_true",
-                        help="write the recordings' own mels instead (no model runs): with the model's, the mels a "
-                             "teacher vocoder is distilled on (data.teacher of train-vocoder)")
+                        help="write the recordings' own mels instead (no model runs, so --steps, --temperature, "
+                             "--seed and --reference-filelist do not apply): with the model's, the mels a teacher "
+                             "vocoder is distilled on (data.teacher of train-vocoder)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -134,8 +141,15 @@ def run(args: argparse.Namespace) -> int:
     from melinterp.evaluation.benchmark import load_model
     from melinterp.utils import check_writable_file
 
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    synthesis_options = {"--steps": args.steps, "--temperature": args.temperature, "--seed": args.seed,
+                         "--reference-filelist": args.reference_filelist or None}
+    given = [option for option, value in synthesis_options.items() if value is not None]
+    if args.own and given:
+        raise ValueError(f"--own writes the recordings' own mels and synthesises nothing: {', '.join(given)} "
+                         f"{'does' if len(given) == 1 else 'do'} not apply to it")
+    steps = DEFAULT_STEPS if args.steps is None else args.steps
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
     check_writable_file("--out", args.out, "a .safetensors")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
     if args.own:
         mels, kind = recording_mels(utterances, pipeline.feature_config), "recordings' own"
     else:
-        mels = teacher_forced_mels(pipeline, utterances, references=references, num_inference_steps=args.steps,
-                                   temperature=args.temperature, seed=args.seed, progress=not args.quiet)
+        temperature = DEFAULT_TEMPERATURE if args.temperature is None else args.temperature
+        mels = teacher_forced_mels(pipeline, utterances, references=references, num_inference_steps=steps,
+                                   temperature=temperature, seed=args.seed or 0, progress=not args.quiet)
         kind = "teacher-forced"
     save_model_mels(mels, args.out)
     frames = sum(mel.shape[-1] for mel in mels.values())
