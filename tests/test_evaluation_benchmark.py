@@ -319,6 +319,12 @@ def test_quality_aggregates_count_wer_on_readable_voices_only():
     assert "WER voices: flite. Left out of WER" in markdown and "espeak (ground-truth WER 100 %)" in markdown
     assert "| espeak (left out) | 1 | 100 % | 100 % | 100 % |" in markdown
     assert markdown.index("| none/griffin_lim |") < markdown.index("| ground_truth |")  # in the given row order
+    # each output against the ground truth, paired: WER over the readable voice's two utterances, OVRL over all
+    versus = quality["vs_ground_truth"]
+    assert set(versus) == {"vocoded_gt/griffin_lim", "none/griffin_lim"}
+    assert versus["vocoded_gt/griffin_lim"]["wer"]["difference"] == pytest.approx(2 / 8)
+    assert versus["none/griffin_lim"]["ovrl"]["n"] == 2  # the unrated utterance has no pair
+    assert "| vocoded_gt/griffin_lim | -0.20 [-0.40, +0.00] | +25.0 [+25.0, +25.0] |" in markdown
 
 
 def test_wer_is_judged_per_voice_over_its_pitch_and_rate_settings():

@@ -714,8 +714,11 @@ def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: 
         entry["wer"] = pooled_wer(heard, row)
         entry["mcd"] = _mean([u["outputs"][row]["mcd"] for u in utterances])
         table[row] = entry
+    from melinterp.evaluation.intervals import differences_to_ground_truth
+
     return {"rows": table, "row_order": list(rows), "voices": voices, "wer_voices": readable, "left_out": left_out,
-            "wer_voice_limit": wer_voice_limit}
+            "wer_voice_limit": wer_voice_limit,
+            "vs_ground_truth": differences_to_ground_truth(utterances, [row for row in rows if row in table], heard)}
 
 
 def quality_markdown(quality: dict) -> list[str]:
@@ -744,6 +747,19 @@ def quality_markdown(quality: dict) -> list[str]:
     for name, entry in rows.items():
         lines.append(f"| {name} | {' | '.join(dnsmos(entry, key) for key in ('ovrl', 'sig', 'bak', 'p808'))} | "
                      f"{_cell(entry['wer'], -1)} | {_cell(entry['mcd'])} |")
+    differences = quality.get("vs_ground_truth")  # reports written before the intervals have none
+    if differences:
+        from melinterp.evaluation.intervals import LEVEL, RESAMPLES
+
+        lines += ["", f"Each output against the ground truth on the same utterances: the difference, and in brackets "
+                      f"its {LEVEL:.0%} interval by a paired bootstrap over the utterances ({RESAMPLES:,} resamples; "
+                      "`melinterp.evaluation.intervals`). An interval that holds 0 is a difference these utterances "
+                      "cannot tell from chance.", "",
+                  "| output | DNSMOS OVRL − ground truth | WER − ground truth (points) |", "| --- | ---: | ---: |"]
+        for name in rows:
+            if name in differences:
+                entry = differences[name]
+                lines.append(f"| {name} | {_interval(entry['ovrl'], 1, 2)} | {_interval(entry['wer'], 100, 1)} |")
     left_out = "; ".join(f"{voice['speaker']} (ground-truth WER {_cell(voice['ground_truth_wer'], -1)})"
                          for voice in quality["left_out"])
     lines += ["", f"WER voices: {', '.join(quality['wer_voices']) or 'none'}. Left out of WER (the recogniser "
@@ -797,6 +813,14 @@ def aggregate(pairs: list[dict]) -> dict:
                                  "freq_success_rate": _mean([float(t["freq_success"]) for t in truths]),
                                  "temporal_success_rate": _mean([float(t["temporal_success"]) for t in truths])}
     return table
+
+
+def _interval(entry: dict | None, scale: float, digits: int) -> str:
+    """``+0.12 [-0.03, +0.27]`` of a `paired_bootstrap` result times ``scale``; ``–`` for none."""
+    if entry is None:
+        return "–"
+    return (f"{scale * entry['difference']:+.{digits}f} [{scale * entry['low']:+.{digits}f}, "
+            f"{scale * entry['high']:+.{digits}f}]")
 
 
 def _cell(value, digits: int = 2) -> str:
