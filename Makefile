@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.melinterp-installed
 # pip takes torch's CPU build from this machine's disk when asked for exactly this version.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test bench docs clean
+.PHONY: setup demo lint test bench docs clean
 
 $(STAMP): pyproject.toml setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,10 @@ setup: $(STAMP)
 demo: setup
 	$(PY) examples/demo.py --out examples/output
 
-test: setup
+lint: setup  # flake8, configured in setup.cfg (lines of 120)
+	$(PY) -m flake8 src tests examples docs/conf.py docs/figures.py
+
+test: setup lint
 	$(PY) -m pytest
 
 docs: setup

@@ -1,6 +1,7 @@
 """`make demo`: one sentence in every mode, spoken by the model bundled with melinterp, from two reference voices.
 
-    python examples/demo.py [--out examples/output] [--ref1 examples/refs/high_f4.wav] [--ref2 examples/refs/low_robert.wav]
+    python examples/demo.py [--out examples/output] [--ref1 examples/refs/high_f4.wav]
+                            [--ref2 examples/refs/low_robert.wav]
 
 Writes ``<mode>.wav`` and ``<mode>.png`` (the mel, the routing map or pitch mask, and the share of attention each
 cell gave to ref1) for every mode, and prints a table with each output's median f0 beside the references' own: in

@@ -74,7 +74,7 @@ def test_read_filelist_resolves_paths_skips_comments_and_keeps_bars_in_text(tmp_
     first, second = read_filelist(filelist)
     assert first == Utterance(tmp_path / "wavs" / "a.wav", "spk1", "Hello there.", 3, filelist)
     assert (second.wav_path, second.speaker, second.text, second.line) == (Path("/abs/b.wav"), "spk2",
-                                                                            "Text with | a bar", 5)
+                                                                           "Text with | a bar", 5)
     assert first.origin == f"{filelist}:3"
 
 
@@ -143,7 +143,6 @@ def test_cached_features_equal_direct_computation(corpus):
         assert cached["phoneme_ids"].tolist() == processor.encode(utterance.text)
 
 
-
 def speech_in_silence(seconds_before: float, seconds_after: float) -> np.ndarray:
     """0.6 s of a tone with seconds of faint noise (-80 dBFS) around it, as a long-silence recording."""
     rng = np.random.default_rng(1)
@@ -195,6 +194,7 @@ def test_caches_from_before_the_trim_read_as_untrimmed_with_their_keys(corpus, t
     assert all(legacy.find(u) is not None for u in read_filelist(filelist))
     with pytest.raises(ValueError, match="trim_db: cache has 0.0, requested 40.0"):
         FeatureCache(old, trim_db=40)
+
 
 def test_cache_layout_index_and_settings(corpus):
     filelist, cache_dir = corpus

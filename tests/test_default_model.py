@@ -98,7 +98,6 @@ def test_synthesize_without_model_uses_the_bundled_one(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
-
 def test_bundled_vocoder_is_a_trained_vocos_judged_more_natural_than_griffin_lim(pipe):
     """DNSMOS (an independent judge) on mode none's mel for each reference voice (all unseen in training), through
     the bundled vocoder and through Griffin-Lim: the neural vocoder sounds more natural on every voice. Measured

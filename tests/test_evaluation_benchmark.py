@@ -126,7 +126,7 @@ def test_quality_utterances_are_spread_over_speakers_with_references_of_other_te
     (first_a, first_b, second) = load_quality_utterances(corpus, 3)
     # round one: each speaker's first utterance; round two only partly fits: the speaker evenly spaced, B
     assert [(u.speaker, u.wav.name) for u in (first_a, first_b, second)] == [("A", "t0.wav"), ("B", "t0.wav"),
-                                                                               ("B", "t1.wav")]
+                                                                             ("B", "t1.wav")]
     for utterance in (first_a, first_b, second):
         assert utterance.reference.parent == utterance.wav.parent  # the same speaker ...
         assert utterance.reference != utterance.wav  # ... saying the other text
@@ -320,11 +320,27 @@ def test_quality_aggregates_count_wer_on_readable_voices_only():
     assert "| espeak (left out) | 1 | 100 % | 100 % | 100 % |" in markdown
     assert markdown.index("| none/griffin_lim |") < markdown.index("| ground_truth |")  # in the given row order
     # each output against the ground truth, paired: WER over the readable voice's two utterances, OVRL over all
-    versus = quality["vs_ground_truth"]
+    versus = {entry["row"]: entry for entry in quality["differences"]}
     assert set(versus) == {"vocoded_gt/griffin_lim", "none/griffin_lim"}
+    assert {entry["baseline"] for entry in quality["differences"]} == {"ground_truth"}
     assert versus["vocoded_gt/griffin_lim"]["wer"]["difference"] == pytest.approx(2 / 8)
     assert versus["none/griffin_lim"]["ovrl"]["n"] == 2  # the unrated utterance has no pair
-    assert "| vocoded_gt/griffin_lim | -0.20 [-0.40, +0.00] | +25.0 [+25.0, +25.0] |" in markdown
+    assert "| vocoded_gt/griffin_lim | ground_truth | -0.20 [-0.40, +0.00] | +25.0 [+25.0, +25.0] |" in markdown
+
+
+def test_comparisons_set_each_vocoder_against_the_truth_griffin_lim_and_the_pipelines_own():
+    vocoders = {"griffin_lim": None, "VocosVocoder": _tiny_vocos(), "hifigan": None}
+    pairs = benchmark.comparison_pairs(vocoders, own="VocosVocoder")
+    rows = quality_rows(vocoders)
+    assert [row for row, baseline in pairs if baseline == "ground_truth"] == rows[1:]  # split rows too
+    assert "vocoded_gt/VocosVocoder:recording_phase" in rows
+    assert [pair for pair in pairs if pair[1] != "ground_truth"] == [
+        ("vocoded_gt/VocosVocoder", "vocoded_gt/griffin_lim"), ("none/VocosVocoder", "none/griffin_lim"),
+        ("vocoded_gt/hifigan", "vocoded_gt/griffin_lim"), ("none/hifigan", "none/griffin_lim"),
+        ("vocoded_gt/hifigan", "vocoded_gt/VocosVocoder"), ("none/hifigan", "none/VocosVocoder")]
+    # a Griffin-Lim pipeline has no vocoder of its own: the extra ones meet the truth and Griffin-Lim only
+    assert all(baseline in ("ground_truth", "vocoded_gt/griffin_lim", "none/griffin_lim")
+               for _, baseline in benchmark.comparison_pairs({"griffin_lim": None, "hifigan": None}))
 
 
 def test_wer_is_judged_per_voice_over_its_pitch_and_rate_settings():

@@ -155,10 +155,10 @@ def test_enrolment_leaves_out_every_recording_the_outputs_use(tmp_path):
             assert item.text != f"Sentence number {int(item.reference.stem[1:])}."  # another sentence
             assert item.text == f"Sentence number {int(item.text_from.stem[1:])}."
         assert {item.reference.parent.name for item in items} == {speaker for speaker, _, own in _speakers(voice)
-                                                                   if own}  # spread over its rates
+                                                                  if own}  # spread over its rates
     # own pitch: neither a clip nor an enrolment recording is at another pitch setting
     everything = [item.reference for item in identity.items] + [p for paths in identity.enrolment.values()
-                                                                 for p in paths]
+                                                                for p in paths]
     assert all("_p70_" not in str(path) and "_p1.50_" not in str(path) for path in everything)
     assert load_identity_set(corpus, clips=2, enrol=3).items == identity.items  # deterministic
 

@@ -168,7 +168,7 @@ OUTPUT_OPTIONS = {"analyze": "--plot", "make-corpus": "--out", "evaluate": "--ou
 @pytest.mark.parametrize("command", OUTPUT_OPTIONS)
 @pytest.mark.parametrize("where", ["the wrong kind", "under a file"])
 def test_an_output_that_cannot_be_written_is_refused_before_the_long_work(tmp_path, capsys, no_long_work, command,
-                                                                           where):
+                                                                          where):
     from melinterp.cli import main
 
     notes = tmp_path / "notes.txt"

@@ -61,7 +61,7 @@ def test_model_card_names_a_trained_vocoder_in_its_limitations(pipe):
     from melinterp.pipelines.hub import model_card
 
     speaking = MelStyleInterpolationPipeline(**{**pipe.components, "vocoder": VocosVocoder(dim=16, intermediate_dim=32,
-                                                                                            num_layers=1)})
+                                                                                           num_layers=1)})
     card = model_card(speaking, repo_id=REPO_ID)
     assert "- The vocoder is a trained `VocosVocoder`" in card and "phasey" not in card
 
@@ -105,7 +105,7 @@ class FakeHubApi:
 
 
 def test_push_uploads_a_loadable_folder_with_a_card_and_from_pretrained_reads_it_back(pipe, tmp_path,
-                                                                                       monkeypatch):
+                                                                                      monkeypatch):
     api = FakeHubApi(tmp_path / "hub")
     url = push_pipeline_to_hub(pipe, REPO_ID, private=True, token="hf_fake", commit_message="first upload",
                                metrics={"mcd": 7.5}, api=api)

@@ -129,7 +129,7 @@ def test_vctk_pairs_transcripts_with_the_chosen_microphone(trees):
 def test_esd_names_speakers_by_emotion_reads_utf16_and_skips_mandarin_by_default(trees):
     utterances, skipped = read_esd(trees["esd"])
     assert sorted({u.speaker for u in utterances}) == [f"{s}_{e}" for s in ("0011", "0012", "0013")
-                                                        for e in ("Angry", "Happy", "Neutral")]
+                                                       for e in ("Angry", "Happy", "Neutral")]
     assert len(utterances) == 18 and all(u.text in TEXTS for u in utterances)  # 0012's UTF-16 transcript read
     assert skipped == {"speaker not selected (--esd-speakers)": 1}
     mandarin, _ = read_esd(trees["esd"], speakers=None)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from melinterp.evaluation.intelligibility import word_error_rate
-from melinterp.evaluation.intervals import differences_to_ground_truth, paired_bootstrap
+from melinterp.evaluation.intervals import paired_bootstrap, paired_differences
 
 
 def test_no_difference_and_a_constant_one_have_no_spread():
@@ -52,23 +52,24 @@ def _utterance(text: str, transcripts: dict, ovrl: dict) -> dict:
             "outputs": {row: {"ovrl": ovrl[row], "transcript": transcripts[row]} for row in transcripts}}
 
 
-def test_differences_to_the_ground_truth_pool_wer_like_the_table():
-    rows = ["ground_truth", "always_wrong", "once_wrong"]
+def test_paired_differences_pool_wer_like_the_table():
     text = "one two three four"
     utterances = [_utterance(text, {"ground_truth": text, "always_wrong": "one two three for",
                                     "once_wrong": "one two three for" if index == 0 else text},
                              {"ground_truth": 3.0, "always_wrong": 2.5, "once_wrong": None if index == 1 else 3.0})
                   for index in range(10)]
-    differences = differences_to_ground_truth(utterances, rows, utterances)
-    assert set(differences) == {"always_wrong", "once_wrong"}
-    always = differences["always_wrong"]
+    always, once = paired_differences(utterances, [("always_wrong", "ground_truth"), ("once_wrong", "ground_truth")],
+                                      utterances)
+    assert (always["row"], always["baseline"]) == ("always_wrong", "ground_truth")
     pooled = word_error_rate([text] * 10, ["one two three for"] * 10) - word_error_rate([text] * 10, [text] * 10)
     assert always["wer"]["difference"] == pytest.approx(pooled) == pytest.approx(0.25)
     assert always["wer"]["low"] == pytest.approx(0.25) and always["wer"]["high"] == pytest.approx(0.25)
     assert always["ovrl"]["difference"] == pytest.approx(-0.5) and always["ovrl"]["n"] == 10
-    once = differences["once_wrong"]
     assert once["wer"]["difference"] == pytest.approx(1 / 40)
     assert once["wer"]["low"] == 0.0  # one misheard word in ten utterances: not told from chance
     assert once["ovrl"]["n"] == 9  # the unrated utterance is left out of the pair
+    # any two rows pair: the one always wrong against the one once wrong, the sign follows the order
+    (between,) = paired_differences(utterances, [("once_wrong", "always_wrong")], utterances)
+    assert between["wer"]["difference"] == pytest.approx(1 / 40 - 0.25)
     # WER over the readable voices' utterances only; none of them: no WER interval
-    assert differences_to_ground_truth(utterances, rows, [])["always_wrong"]["wer"] is None
+    assert paired_differences(utterances, [("always_wrong", "ground_truth")], [])[0]["wer"] is None

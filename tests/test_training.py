@@ -170,6 +170,7 @@ def test_checkpoint_round_trips_a_dict_of_optimizers(tmp_path):
             for key, value in values.items():
                 assert torch.equal(torch.as_tensor(actual["state"][index][key]), torch.as_tensor(value)), (name, key)
 
+
 class TinyRun(TrainingRun):
     """The checkpoint side of a trainer, without data: one linear layer, AdamW, the step as its state."""
 

@@ -342,7 +342,7 @@ def test_a_tiny_run_writes_checkpoints_logs_validation_and_a_vocoder_folder(whol
 
     final = whole_run / "final"
     assert sorted(p.name for p in final.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors",
-                                                      "discriminators.safetensors"]
+                                                       "discriminators.safetensors"]
     vocoder = VocosVocoder.from_pretrained(final)
     assert vocoder.config.dim == 16
     assert_same_weights(vocoder.state_dict(), generator_weights(latest))
@@ -429,7 +429,6 @@ def test_mel_loss_stays_float32_under_bf16_autocast(corpus, tmp_path, monkeypatc
     trainer._train_step()
     assert dtypes == [torch.float32, torch.float32]  # the real segment's mel and the generated one's
     assert all(np.isfinite(value) for value in trainer._last_losses.values())
-
 
 
 def _phase_ramp(n_freq: int, frames: int, per_bin: float, per_frame: float, offset: float = 0.0) -> torch.Tensor:
@@ -680,7 +679,7 @@ def test_distillation_targets_are_the_teachers_output_on_the_model_mel(corpus, m
 
 
 def test_distillation_on_mels_alone_pairs_every_mel_with_the_teachers_waveform(corpus, model_mels, teacher_folder,
-                                                                                  tmp_path, capsys):
+                                                                               tmp_path, capsys):
     from melinterp import HiFiGANGenerator
 
     own = tmp_path / "own_mels.safetensors"

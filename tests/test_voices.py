@@ -163,7 +163,7 @@ def test_f0_track_stays_on_the_audio_when_preprocess_trims_the_leading_silence(t
     write_wav(wav, np.r_[np.zeros(int(silence * SAMPLE_RATE)), tone].astype(np.float32))
     times = np.arange(int((silence + tone_s) / 0.005) + 1) * 0.005
     np.save(tmp_path / "t00001.f0.npy", np.where(times < silence, 0.0, np.where(times < silence + tone_s / 2,
-                                                                              120.0, 240.0)).astype(np.float32))
+                                                                                120.0, 240.0)).astype(np.float32))
     utterance = Utterance(wav_path=wav, speaker="piper-joe_p1.00_s1.00", text="Hello.")
     cache = FeatureCache(tmp_path / "cache", f0_method="dio+track")
     f0 = cache.compute_audio(utterance)["f0"].numpy()
@@ -324,7 +324,7 @@ def test_source_store_renders_each_source_once(fake_piper, tmp_path):
     assert len(piper_calls(log)) == 1
     first = engine.synthesize("First text.", "joe@vtl1.10", pitch=0.9, rate=1.0)
     again = PiperEngine(paths, SourceStore(tmp_path / "sources")).synthesize("First text.", "joe@vtl1.10",
-                                                                               pitch=0.9, rate=1.0)
+                                                                             pitch=0.9, rate=1.0)
     assert np.array_equal(first, again) and len(piper_calls(log)) == 1  # from the store, no piper run
     fresh = PiperEngine(paths).synthesize("First text.", "joe@vtl1.10", pitch=0.9, rate=1.0)
     assert np.array_equal(first, fresh)  # a stored source and a fresh one give the same voice

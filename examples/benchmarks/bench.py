@@ -570,7 +570,8 @@ def section_vocoder(model_vocoder: torch.nn.Module, args, repeats: int) -> dict:
         torch.manual_seed(0)
         vocoders["Vocos 320x8 (random)"] = VocosVocoder().to(device, dtype).eval()
         for preset in ("v1", "v2", "v3"):
-            vocoders[f"HiFi-GAN {preset.upper()} (random)"] = HiFiGANGenerator.from_preset(preset).to(device, dtype).eval()
+            generator = HiFiGANGenerator.from_preset(preset).to(device, dtype)
+            vocoders[f"HiFi-GAN {preset.upper()} (random)"] = generator.eval()
     mel = vocoder_mel(args.ref1, args.batch, device, dtype)
     seconds_of_audio = args.batch * mel.shape[-1] * 256 / 22050
     timings = {name: [] for name in vocoders}
@@ -668,8 +669,9 @@ def main(argv: list[str] | None = None) -> dict:
         "encoded_refs": args.encoded_refs, "model": str(args.model),
         "ref1": args.ref1, "ref2": args.ref2, "load_average_before": load_average(),
     }
+    compiled = f", compiled U-Net ({args.compile_mode})" if args.compile else ""
     print(f"torch {environment['torch']}, {args.device} ({environment['device_name']}), {args.dtype}, "
-          f"{environment['threads']} threads, batch {args.batch}{f', compiled U-Net ({args.compile_mode})' if args.compile else ''}, "
+          f"{environment['threads']} threads, batch {args.batch}{compiled}, "
           f"{'references encoded once, ' if args.encoded_refs else ''}"
           f"load average {environment['load_average_before']}")
 

@@ -210,7 +210,7 @@ def run_pipeline_jobs(pipe, arrays: Path | None, only: list[str] | None = None) 
         results[name] = {field: array_digest(value) for field, value in values.items()}
         if arrays is not None:
             np.savez(arrays / f"{name}.npz", **{field: np.asarray(value.cpu() if hasattr(value, "cpu") else value)
-                                               for field, value in values.items() if value is not None})
+                                                for field, value in values.items() if value is not None})
         print(f"{name}: {results[name]['mels'][:12]}", flush=True)
     pipe.scheduler = schedulers["euler"][0].from_config(base_config)
     return results

@@ -130,7 +130,8 @@ def evaluation_section(report: dict, oracle: dict | None) -> str:
         if row is None:
             continue
         lines.append(f"| {label} | {cell(row.get('success_rate'), percent=True)} | {cell(row.get('pitch_transfer'))} "
-                     f"| {cell(row.get('timbre_score'), 3)} | {cell(row.get('mcd'))} | {cell(row.get('log_f0_rmse'))} |")
+                     f"| {cell(row.get('timbre_score'), 3)} | {cell(row.get('mcd'))} "
+                     f"| {cell(row.get('log_f0_rmse'))} |")
     mix = aggregates.get("mix", {})
     lines += [
         "",
@@ -153,7 +154,8 @@ def evaluation_section(report: dict, oracle: dict | None) -> str:
                      f"{cell(truth['temporal_success_rate'], percent=True)}: the ceiling these judges allow.")
     if oracle:
         lines.append(f"- The judges on the ground truth itself (B at A's pitch for freq; A's first half then B's "
-                     f"second half for temporal) on the same far pairs: freq success {cell(oracle['freq'], percent=True)}, "
+                     f"second half for temporal) on the same far pairs: freq success "
+                     f"{cell(oracle['freq'], percent=True)}, "
                      f"temporal {cell(oracle['temporal'], percent=True)}: the ceiling these judges allow.")
     return "\n".join(lines) + "\n"
 

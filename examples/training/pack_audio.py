@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--filelist-name", default="train.txt")
     args = parser.parse_args(argv)
     first, last = (0, None) if args.per_speaker is None else (int(x) if x else None
-                                                             for x in args.per_speaker.split(":"))
+                                                              for x in args.per_speaker.split(":"))
     first = first or 0
     lines, seen, total = [], {}, 0
     for filelist in args.filelist:

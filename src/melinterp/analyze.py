@@ -71,7 +71,8 @@ def summary(analysis: Analysis) -> str:
         f"log-magnitude {analysis.mel.min():.2f} .. {analysis.mel.max():.2f}",
     ]
     if voiced.size:
-        lines.append(f"f0            median {np.median(voiced):.1f} Hz, range {voiced.min():.1f} .. {voiced.max():.1f} Hz, "
+        lines.append(f"f0            median {np.median(voiced):.1f} Hz, "
+                     f"range {voiced.min():.1f} .. {voiced.max():.1f} Hz, "
                      f"{voiced.size / analysis.f0.size:.0%} of frames voiced")
     else:
         lines.append("f0            no voiced frames")

@@ -408,7 +408,7 @@ def _deal_texts(config: CorpusConfig, seed: int, split: str, speakers: list[Spea
 
     per_speaker = _per_speaker(config, split)
     plain = [speaker for speaker in speakers if not (config.source_texts and
-                                                      is_world_voice(speaker.engine, speaker.voice))]
+                                                     is_world_voice(speaker.engine, speaker.voice))]
     dealt = dict(zip(plain, _assign_texts(plain, pool, per_speaker, random.Random(f"{seed}:{split}")), strict=True))
     by_source: dict[tuple, list[Speaker]] = {}
     for speaker in speakers:

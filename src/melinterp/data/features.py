@@ -413,8 +413,9 @@ def _compute_entry_in_worker(task: tuple[Utterance, str, list[int]]) -> tuple[di
 
 
 def build_cache(utterances: Sequence[Utterance], cache_dir: str | os.PathLike, feature_config=None,
-                text_config=None, *, f0_method: str | None = None, trim_db: float | None = None, jobs: int | None = None, progress: bool = True,
-                skip_bad: bool = False, phonemize_batch_size: int = 500) -> CacheBuildReport:
+                text_config=None, *, f0_method: str | None = None, trim_db: float | None = None,
+                jobs: int | None = None, progress: bool = True, skip_bad: bool = False,
+                phonemize_batch_size: int = 500) -> CacheBuildReport:
     """Compute and store the features of every utterance not cached yet, and update ``index.json``.
 
     Phonemisation runs in this process, in batches; audio features (mel, f0, energy) run in ``jobs`` worker
@@ -526,7 +527,8 @@ def run(args: argparse.Namespace) -> int:
     check_writable_folder("--cache-dir", args.cache_dir)
     utterances = [utterance for filelist in args.filelist for utterance in read_filelist(filelist)]
     report = build_cache(utterances, args.cache_dir, FeatureConfig(), TextConfig(language=args.language),
-                         f0_method=args.f0_method, trim_db=args.trim_db, jobs=args.jobs, progress=not args.quiet, skip_bad=args.skip_bad)
+                         f0_method=args.f0_method, trim_db=args.trim_db, jobs=args.jobs, progress=not args.quiet,
+                         skip_bad=args.skip_bad)
     print(f"cache {args.cache_dir}: {report.computed} computed, {report.reused} already cached, "
           f"{len(report.bad)} skipped")
     for utterance, message in report.bad:

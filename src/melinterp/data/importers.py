@@ -17,7 +17,8 @@ emotion of the same speaker, as the synthetic corpus lets it be another pitch of
 
 Splits are made per speaker (seeded): ``val`` and ``test`` take a fraction of each speaker's utterances, at least
 one of each where the speaker has three or more. ``--test-speakers N`` or ``--test-speaker-ids`` instead hold whole
-speakers out (ESD: with all their emotions): the test filelist is then speaker-disjoint from train and val, for judging unseen voices.
+speakers out (ESD: with all their emotions): the test filelist is then speaker-disjoint from train and val, for
+judging unseen voices.
 Recordings are listed as they are (flac, any sample rate, leading and trailing silence): ``melinterp preprocess``
 resamples them and trims their end silences.
 """
@@ -177,7 +178,7 @@ def _read_esd_transcript(path: Path) -> list[str]:
 
 
 def read_esd(root: Path, speakers: Iterable[str] | None = ESD_ENGLISH_SPEAKERS) -> tuple[list[Utterance],
-                                                                                       dict[str, int]]:
+                                                                                         dict[str, int]]:
     """ESD: the speaker folders present among ``speakers`` (default the English ones; ``None``: all)."""
     _require(root, "the ESD folder", ESD_LAYOUT)
     if not any(re.fullmatch(r"\d{4}", p.name) for p in root.iterdir()):

@@ -216,6 +216,7 @@ FUTURE_TIMES = (
 # Numbers as words
 # --------------------------------------------------------------------------------------------------------------
 
+
 def _clock_time(rng: random.Random) -> str:
     hour = number_to_words(rng.randint(1, 12))
     return rng.choice((

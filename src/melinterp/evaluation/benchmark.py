@@ -212,7 +212,7 @@ def load_quality_utterances(corpus_dir: str | Path, count: int) -> list[HeldOutU
         if room <= 0:
             break
         chosen += members if len(members) <= room else [members[int((i + 0.5) * len(members) / room)]
-                                                         for i in range(room)]
+                                                        for i in range(room)]
     if not chosen:
         raise ValueError(f"--corpus {root}: the quality section needs a speaker with two held-out utterances of "
                          "different texts in filelists/heldout.txt (one to judge, one as its voice reference)")
@@ -267,7 +267,7 @@ class _Synthesizer:
             return np.zeros(0, np.float32) if maps is None else np.asarray(maps[0][:, :frames], np.float32)
 
         audio = np.zeros(0, np.float32) if result.audios is None else np.asarray(result.audios[0][: frames * hop],
-                                                                                  np.float32)
+                                                                                 np.float32)
         record = {"audio": audio, "mel": crop(result.mels),
                   "routing_map": crop(result.routing_map), "ref1_mass": crop(result.ref1_mass)}
         with atomic_path(path) as tmp:
@@ -676,9 +676,27 @@ def voice_of(speaker: str) -> str:
     return SPEAKER_SETTINGS.sub("", speaker) or speaker
 
 
-def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: float = WER_VOICE_LIMIT) -> dict:
+def comparison_pairs(vocoders, own: str | None = None) -> list[tuple[str, str]]:
+    """The (row, baseline) pairs whose paired differences the quality section reports, for the vocoders of
+    `quality_vocoders` (as `quality_rows` takes them, griffin_lim first): every row against the ground truth; each
+    other vocoder against Griffin-Lim on the same mels (the recordings' and mode none's); and each vocoder but
+    ``own`` (the pipeline's, when it has one) against ``own``, the question before swapping it in."""
+    rows = quality_rows(vocoders)
+    pairs = [(row, "ground_truth") for row in rows if row != "ground_truth"]
+    neural = [name for name in vocoders if name != "griffin_lim"]
+    for baseline, challengers in (("griffin_lim", neural), (own, [name for name in neural if name != own])):
+        if baseline is not None:
+            pairs += [(f"{kind}/{name}", f"{kind}/{baseline}")
+                      for name in challengers for kind in ("vocoded_gt", "none")]
+    return pairs
+
+
+def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: float = WER_VOICE_LIMIT,
+                      comparisons: list[tuple[str, str]] | None = None) -> dict:
     """Per row: DNSMOS means over all utterances with their range over the voices' means, WER over the voices the
-    recogniser can read, mean MCD; per voice: the DNSMOS means and WER of every row; the voices left out of WER.
+    recogniser can read, mean MCD; per voice: the DNSMOS means and WER of every row; the voices left out of WER; per
+    (row, baseline) of ``comparisons`` (default: every row against the ground truth; `comparison_pairs`), the
+    paired difference with its bootstrap interval (`melinterp.evaluation.intervals.paired_differences`).
 
     WER pools words (errors / reference words) over the utterances of the voices whose ground-truth WER is below
     ``wer_voice_limit``: on a voice the recogniser cannot read, an output's WER says nothing about the output.
@@ -714,11 +732,12 @@ def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: 
         entry["wer"] = pooled_wer(heard, row)
         entry["mcd"] = _mean([u["outputs"][row]["mcd"] for u in utterances])
         table[row] = entry
-    from melinterp.evaluation.intervals import differences_to_ground_truth
+    from melinterp.evaluation.intervals import paired_differences
 
+    if comparisons is None:
+        comparisons = [(row, "ground_truth") for row in rows if row != "ground_truth"]
     return {"rows": table, "row_order": list(rows), "voices": voices, "wer_voices": readable, "left_out": left_out,
-            "wer_voice_limit": wer_voice_limit,
-            "vs_ground_truth": differences_to_ground_truth(utterances, [row for row in rows if row in table], heard)}
+            "wer_voice_limit": wer_voice_limit, "differences": paired_differences(utterances, comparisons, heard)}
 
 
 def quality_markdown(quality: dict) -> list[str]:
@@ -747,19 +766,17 @@ def quality_markdown(quality: dict) -> list[str]:
     for name, entry in rows.items():
         lines.append(f"| {name} | {' | '.join(dnsmos(entry, key) for key in ('ovrl', 'sig', 'bak', 'p808'))} | "
                      f"{_cell(entry['wer'], -1)} | {_cell(entry['mcd'])} |")
-    differences = quality.get("vs_ground_truth")  # reports written before the intervals have none
+    differences = quality.get("differences")  # reports written before the intervals have none
     if differences:
         from melinterp.evaluation.intervals import LEVEL, RESAMPLES
 
-        lines += ["", f"Each output against the ground truth on the same utterances: the difference, and in brackets "
-                      f"its {LEVEL:.0%} interval by a paired bootstrap over the utterances ({RESAMPLES:,} resamples; "
-                      "`melinterp.evaluation.intervals`). An interval that holds 0 is a difference these utterances "
-                      "cannot tell from chance.", "",
-                  "| output | DNSMOS OVRL − ground truth | WER − ground truth (points) |", "| --- | ---: | ---: |"]
-        for name in rows:
-            if name in differences:
-                entry = differences[name]
-                lines.append(f"| {name} | {_interval(entry['ovrl'], 1, 2)} | {_interval(entry['wer'], 100, 1)} |")
+        lines += ["", f"Paired differences on the same utterances (output minus what it is set against), and in "
+                      f"brackets their {LEVEL:.0%} interval by a bootstrap over the utterances ({RESAMPLES:,} "
+                      "resamples; `melinterp.evaluation.intervals`). An interval that holds 0 is a difference these "
+                      "utterances cannot tell from chance.", "",
+                  "| output | against | DNSMOS OVRL | WER (points) |", "| --- | --- | ---: | ---: |"]
+        lines += [f"| {entry['row']} | {entry['baseline']} | {_interval(entry['ovrl'], 1, 2)} | "
+                  f"{_interval(entry['wer'], 100, 1)} |" for entry in differences]
     left_out = "; ".join(f"{voice['speaker']} (ground-truth WER {_cell(voice['ground_truth_wer'], -1)})"
                          for voice in quality["left_out"])
     lines += ["", f"WER voices: {', '.join(quality['wer_voices']) or 'none'}. Left out of WER (the recogniser "
@@ -1010,8 +1027,10 @@ def evaluate(pipeline, corpus_dir, out_dir, *, quick: bool = False, steps: int |
         synthesize = _Synthesizer(pipeline, work_dir / "quality", steps=steps, seed=seed, device=device)
         results = _evaluate_quality(utterances, synthesize, judges, vocoders, pipeline.feature_config,
                                     progress=progress)
+        own = next((name for name in vocoders if name != "griffin_lim" and name not in (extra_vocoders or {})), None)
         report["quality"] = {"n_utterances": len(results), "vocoders": list(vocoders),
-                             **aggregate_quality(results, quality_rows(vocoders), wer_voice_limit),
+                             **aggregate_quality(results, quality_rows(vocoders), wer_voice_limit,
+                                                 comparison_pairs(vocoders, own)),
                              "utterances": results}
     if "identity" in sections:
         from melinterp.evaluation.identity import evaluate_identity

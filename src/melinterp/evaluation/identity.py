@@ -117,7 +117,7 @@ def load_identity_set(corpus_dir: str | Path, *, clips: int = IDENTITY_CLIPS, en
     if not heldout:
         raise ValueError(f"--corpus {root}: no held-out recording at pitch {pitch!r} of a speaker that "
                          f"{training / 'corpus.json'} knows" + (" (--identity-pitch all takes every pitch)"
-                                                                  if pitch == "own" else ""))
+                                                                if pitch == "own" else ""))
     short = {voice: len(utterances) for voice, utterances in heldout.items() if len(utterances) < clips + 2}
     if short:
         raise ValueError(f"held-out voices with fewer than {clips + 2} recordings of different texts at pitch "

@@ -1,9 +1,10 @@
 """How sure a difference between two rows of the quality table is: a paired bootstrap over the utterances.
 
 The quality section judges each output on the same held-out utterances, so a vocoder's difference to the ground
-truth is paired: resampling the utterances (with replacement) and recomputing the difference on each resample gives
-its spread, and the 2.5th and 97.5th percentiles of those differences a 95 % interval. On 10 sentences of one voice
-a WER 8 points above the ground truth's can be chance; this says whether it is.
+truth (or to Griffin-Lim on the same mels, or to another vocoder) is paired: resampling the utterances (with
+replacement) and recomputing the difference on each resample gives its spread, and the 2.5th and 97.5th
+percentiles of those differences a 95 % interval. On 10 sentences of one voice a WER 8 points above the ground
+truth's can be chance; this says whether it is.
 
 A difference is a ratio of sums, ``sum(values - baseline) / sum(weights)``, over the resampled items:
 
@@ -51,11 +52,12 @@ def paired_bootstrap(values, baseline, weights=None, *, resamples: int = RESAMPL
             "n": int(values.size)}
 
 
-def differences_to_ground_truth(utterances: list[dict], rows: list[str], wer_utterances: list[dict], *,
-                                seed: int = 0) -> dict:
-    """row -> ``{"ovrl": paired_bootstrap, "wer": paired_bootstrap}`` of each row but ``ground_truth`` against it:
-    DNSMOS OVRL over the utterances both have a score for, WER over ``wer_utterances`` (those of the voices the
-    recogniser reads). Utterances are the quality section's (`score_quality_utterance`)."""
+def paired_differences(utterances: list[dict], pairs: list[tuple[str, str]], wer_utterances: list[dict], *,
+                       seed: int = 0) -> list[dict]:
+    """For each (row, baseline) of ``pairs``: ``{"row", "baseline", "ovrl": paired_bootstrap, "wer":
+    paired_bootstrap}`` of row minus baseline, DNSMOS OVRL over the utterances where both have a score, WER over
+    ``wer_utterances`` (those of the voices the recogniser reads). Utterances are the quality section's
+    (`score_quality_utterance`)."""
     from melinterp.evaluation.intelligibility import normalize_transcript, word_error_rate
 
     def word_errors(item: dict, row: str) -> float:
@@ -63,15 +65,13 @@ def differences_to_ground_truth(utterances: list[dict], rows: list[str], wer_utt
         return word_error_rate([item["text"]], [transcript]) * len(normalize_transcript(item["text"]).split())
 
     words = [len(normalize_transcript(item["text"]).split()) for item in wer_utterances]
-    truth_errors = [word_errors(item, "ground_truth") for item in wer_utterances]
-    out = {}
-    for row in rows:
-        if row == "ground_truth":
-            continue
+    out = []
+    for row, baseline in pairs:
         scored = [item for item in utterances
-                  if item["outputs"][row]["ovrl"] is not None and item["outputs"]["ground_truth"]["ovrl"] is not None]
+                  if item["outputs"][row]["ovrl"] is not None and item["outputs"][baseline]["ovrl"] is not None]
         ovrl = paired_bootstrap([item["outputs"][row]["ovrl"] for item in scored],
-                                [item["outputs"]["ground_truth"]["ovrl"] for item in scored], seed=seed)
-        wer = paired_bootstrap([word_errors(item, row) for item in wer_utterances], truth_errors, words, seed=seed)
-        out[row] = {"ovrl": ovrl, "wer": wer}
+                                [item["outputs"][baseline]["ovrl"] for item in scored], seed=seed)
+        wer = paired_bootstrap([word_errors(item, row) for item in wer_utterances],
+                               [word_errors(item, baseline) for item in wer_utterances], words, seed=seed)
+        out.append({"row": row, "baseline": baseline, "ovrl": ovrl, "wer": wer})
     return out

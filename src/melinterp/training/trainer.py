@@ -102,8 +102,8 @@ def load_initial_weights(models: dict[str, torch.nn.Module], folder: Path, compo
         model = models[name]
         path = folder / name / "diffusion_pytorch_model.safetensors"
         if not path.is_file():
-            raise ValueError(f"--init-from {folder}: no {name}/diffusion_pytorch_model.safetensors (expected a training "
-                             f"export or a saved pipeline folder)")
+            raise ValueError(f"--init-from {folder}: no {name}/diffusion_pytorch_model.safetensors (expected a "
+                             f"training export or a saved pipeline folder)")
         load_state_strict(model, load_file(path), f"--init-from {folder}: {name}")
 
 
@@ -215,7 +215,8 @@ class Trainer(TrainingRun):
                     bar.update(1)
                 if self.step % config.log.log_every == 0 or self.step == self.max_steps:
                     elapsed = time.monotonic() - window_start
-                    last = {"step": self.step, "epoch": self.epoch, "minutes": round((time.monotonic() - start) / 60, 3),
+                    minutes = round((time.monotonic() - start) / 60, 3)
+                    last = {"step": self.step, "epoch": self.epoch, "minutes": minutes,
                             "lr": self.optimizer.param_groups[0]["lr"], **self._last_losses,
                             "grad_norm": self._last_grad_norm, "frames_per_s": round(window_frames / elapsed, 1)}
                     self._log_row("train", last)

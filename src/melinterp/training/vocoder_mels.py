@@ -40,7 +40,8 @@ def normalize_key(path: str) -> str:
 
 
 def teacher_forced_mels(pipeline, utterances, *, references=None, num_inference_steps: int = DEFAULT_STEPS,
-                        temperature: float = DEFAULT_TEMPERATURE, seed: int = 0, progress: bool = True) -> dict[str, torch.Tensor]:
+                        temperature: float = DEFAULT_TEMPERATURE, seed: int = 0,
+                        progress: bool = True) -> dict[str, torch.Tensor]:
     """recording key -> the model's mel (n_mels, T) of that recording's text, aligned to the recording.
 
     The style of each comes from another recording of its speaker in ``references`` (default: ``utterances``).
@@ -112,7 +113,7 @@ def save_model_mels(mels: dict[str, torch.Tensor], path: str | Path) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="pipeline folder or training output (default: the bundled "
-                                                       "model)")
+                        "model)")
     parser.add_argument("--filelist", type=Path, required=True, action="append",
                         help="wav_path|speaker|text filelist (repeat for several)")
     parser.add_argument("--reference-filelist", type=Path, action="append", default=[],
@@ -120,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--filelist is a validation list with one recording a speaker)")
     parser.add_argument("--out", type=Path, required=True, help="the safetensors file to write")
     parser.add_argument("--steps", type=int, default=None, help=f"denoising steps (default {DEFAULT_STEPS}, the "
-                                                                 f"pipeline's)")
+                        f"pipeline's)")
     parser.add_argument("--temperature", type=float, default=None,
                         help=f"prior temperature (default {DEFAULT_TEMPERATURE}, the pipeline's)")
     parser.add_argument("--max-per-speaker", type=int, default=None,

@@ -680,7 +680,7 @@ def load_vocoder_weights(models: dict[str, torch.nn.Module], folder: Path) -> No
         for name in ("mpd", "mrd"):
             prefix = f"{name}."
             load_state_strict(models[name], {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
-                         f"--init-from {discriminators} ({name})")
+                              f"--init-from {discriminators} ({name})")
 
 
 def load_teacher(folder: str | Path, feature_config) -> torch.nn.Module:
@@ -716,4 +716,3 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
             handle.setframerate(int(sample_rate))
             handle.writeframes(pcm.tobytes())
     return Path(path)
-
