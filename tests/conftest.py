@@ -12,6 +12,18 @@ import torch
 SAMPLE_RATE = 22050
 
 
+def example_script(relative_path: str, name: str):
+    """A script of examples/ (``"training/carry_cache.py"``), which is no package, imported as module ``name``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / relative_path
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def harmonic_tone(f0: float, seconds: float = 1.0, sr: int = SAMPLE_RATE, n_harmonics: int = 8,
                   amplitude: float = 0.3) -> np.ndarray:
     """A periodic tone with 1/k harmonic amplitudes: a stand-in for a voiced vowel at a known f0 (Hz)."""

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-BENCH_PATH = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "bench.py"
+from conftest import example_script
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("melinterp_bench", BENCH_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example_script("benchmarks/bench.py", "melinterp_bench")
 
 
 @pytest.fixture(scope="module")

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "training" / "carry_cache.py"
+from conftest import example_script
 
 
 @pytest.fixture(scope="module")
 def carry_cache():
-    spec = importlib.util.spec_from_file_location("carry_cache", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return example_script("training/carry_cache.py", "carry_cache")
 
 
 def make_cache(root: Path, entries: int = 6) -> dict[str, dict[str, np.ndarray]]:

@@ -570,6 +570,9 @@ def test_model_mels_are_read_by_recording_key_whatever_the_audio_format(corpus, 
     save_file({"mel.0": own}, str(tmp_path / "bare.safetensors"))
     with pytest.raises(ValueError, match="has no 'recordings' metadata"):
         read_model_mels(tmp_path / "bare.safetensors")
+    (tmp_path / "truncated.safetensors").write_bytes((tmp_path / "bare.safetensors").read_bytes()[:20])
+    with pytest.raises(ValueError, match="truncated.safetensors is not a readable safetensors file"):
+        read_model_mels(tmp_path / "truncated.safetensors")
 
 
 def test_fine_tuning_draws_the_model_mels_of_the_drawn_audio(corpus, model_mels, tmp_path):

@@ -296,10 +296,14 @@ def read_model_mels(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model mels not found: {path}")
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except SafetensorError as error:
+        raise ValueError(f"{path} is not a readable safetensors file ({error}): write it with `melinterp "
+                         f"vocoder-mels`") from error
     names = json.loads(metadata.get("recordings", "null") or "null")
     if not isinstance(names, list):
         raise ValueError(f"{path} has no 'recordings' metadata: write it with `melinterp vocoder-mels`")

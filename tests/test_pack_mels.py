@@ -1,0 +1,44 @@
+"""examples/training/pack_mels.py: a vocoder-mels file in 8 bits a value and back, keys and frames unchanged."""
+
+import pytest
+import torch
+from conftest import example_script
+
+from melinterp.training.vocoder_mels import save_model_mels
+from melinterp.training.vocoder_trainer import read_model_mels
+
+
+@pytest.fixture(scope="module")
+def pack_mels():
+    return example_script("training/pack_mels.py", "pack_mels")
+
+
+def test_pack_and_unpack_keep_keys_frames_and_half_a_step(pack_mels, tmp_path, capsys):
+    generator = torch.Generator().manual_seed(0)
+    mels = {"wavs/a/t1": torch.randn(80, 37, generator=generator) * 3 - 5,
+            "wavs/b/t2": torch.full((80, 5), -11.5),  # a silent mel: no range at all
+            "wavs/b/t3": torch.linspace(-11.5, 2.0, 80 * 90).reshape(80, 90)}
+    source = save_model_mels({name: mel.to(torch.float16) for name, mel in mels.items()}, tmp_path / "mels.safetensors")
+    assert pack_mels.main(["pack", str(source), "--out", str(tmp_path / "pack" / "mels.npz")]) == 0
+    packed, back = tmp_path / "pack" / "mels.npz", tmp_path / "back.safetensors"
+    assert pack_mels.main(["unpack", str(packed), "--out", str(back)]) == 0
+    assert "unpacked 3 mels" in capsys.readouterr().out
+    original, restored = read_model_mels(source), read_model_mels(tmp_path / "back.safetensors")
+    assert list(restored) == list(original)  # the recording keys, in order
+    for name, mel in original.items():
+        back = restored[name]
+        assert back.dtype == torch.float16 and back.shape == mel.shape
+        half_step = float(mel.float().max() - mel.float().min()) / 510
+        # half a quantisation step, and float16's own rounding of the restored value
+        assert (back.float() - mel.float()).abs().max() <= half_step + 0.01
+    torch.testing.assert_close(restored["wavs/b/t2"].float(), original["wavs/b/t2"].float())
+
+
+def test_a_file_that_is_not_a_mels_file_is_named(pack_mels, tmp_path, capsys):
+    bad = tmp_path / "not_mels.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert pack_mels.main(["pack", str(bad), "--out", str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pack_mels.py: error: {bad}") and not (tmp_path / "out.npz").exists()
+    assert pack_mels.main(["unpack", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.safetensors")]) == 1
+    assert "missing.npz" in capsys.readouterr().err
