@@ -60,18 +60,21 @@ def paired_differences(utterances: list[dict], pairs: list[tuple[str, str]], wer
     (`score_quality_utterance`)."""
     from melinterp.evaluation.intelligibility import normalize_transcript, word_error_rate
 
-    def word_errors(item: dict, row: str) -> float:
-        transcript = item["outputs"][row]["transcript"] or ""  # no words heard: all deleted
-        return word_error_rate([item["text"]], [transcript]) * len(normalize_transcript(item["text"]).split())
-
     words = [len(normalize_transcript(item["text"]).split()) for item in wer_utterances]
+    errors: dict[str, list[float]] = {}  # row -> word errors of each WER utterance; a baseline serves many pairs
+
+    def word_errors(row: str) -> list[float]:
+        if row not in errors:  # no transcript: nothing heard, every word deleted
+            errors[row] = [word_error_rate([item["text"]], [item["outputs"][row]["transcript"] or ""]) * count
+                           for item, count in zip(wer_utterances, words)]
+        return errors[row]
+
     out = []
     for row, baseline in pairs:
         scored = [item for item in utterances
                   if item["outputs"][row]["ovrl"] is not None and item["outputs"][baseline]["ovrl"] is not None]
         ovrl = paired_bootstrap([item["outputs"][row]["ovrl"] for item in scored],
                                 [item["outputs"][baseline]["ovrl"] for item in scored], seed=seed)
-        wer = paired_bootstrap([word_errors(item, row) for item in wer_utterances],
-                               [word_errors(item, baseline) for item in wer_utterances], words, seed=seed)
+        wer = paired_bootstrap(word_errors(row), word_errors(baseline), words, seed=seed)
         out.append({"row": row, "baseline": baseline, "ovrl": ovrl, "wer": wer})
     return out
