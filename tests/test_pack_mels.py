@@ -42,3 +42,27 @@ def test_a_file_that_is_not_a_mels_file_is_named(pack_mels, tmp_path, capsys):
     assert err.startswith(f"pack_mels.py: error: {bad}") and not (tmp_path / "out.npz").exists()
     assert pack_mels.main(["unpack", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "o.safetensors")]) == 1
     assert "missing.npz" in capsys.readouterr().err
+
+
+def test_empty_folder_and_foreign_inputs_are_refused_and_nothing_is_half_written(pack_mels, tmp_path, capsys):
+    import numpy as np
+
+    empty = save_model_mels({}, tmp_path / "empty.safetensors")
+    one = save_model_mels({"wavs/a": torch.zeros(80, 4, dtype=torch.float16)}, tmp_path / "one.safetensors")
+    cases = [
+        (["pack", str(empty), "--out", str(tmp_path / "e.npz")], "holds no mels: nothing to pack"),
+        (["pack", str(one), "--out", str(tmp_path)], f"--out {tmp_path} is a folder"),
+        (["unpack", str(one), "--out", str(tmp_path / "u.safetensors")], "not an .npz archive written by"),
+    ]
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, steps=np.zeros((80, 4), np.uint8))
+    cases.append((["unpack", str(foreign), "--out", str(tmp_path / "f.safetensors")],
+                  "without lengths, low, high, names"))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for argv, message in cases:
+        assert pack_mels.main(argv) == 1
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no temporary file left
+    # the output takes the name given, whatever its suffix (numpy would add ".npz" to a path)
+    assert pack_mels.main(["pack", str(one), "--out", str(tmp_path / "one.bin")]) == 0
+    assert (tmp_path / "one.bin").is_file() and not (tmp_path / "one.bin.npz").exists()

@@ -23,22 +23,46 @@ import numpy as np
 LEVELS = 255
 
 
+FIELDS = ("steps", "lengths", "low", "high", "names")
+
+
 def pack(mels: dict, path: Path) -> Path:
-    """recording key -> (n_mels, T) mel, as `read_model_mels` returns them -> a compressed ``.npz`` at ``path``."""
+    """recording key -> (n_mels, T) mel, as `read_model_mels` returns them -> a compressed ``.npz`` at ``path``
+    (that name exactly, written atomically).
+
+    Raises:
+        ValueError: no mels to pack.
+    """
+    from melinterp.utils import atomic_path
+
+    if not mels:
+        raise ValueError("it holds no mels: nothing to pack")
     names = list(mels)
     arrays = [np.asarray(mels[name], dtype=np.float32) for name in names]
     low = np.array([a.min() for a in arrays], np.float32)
     high = np.array([a.max() for a in arrays], np.float32)
     steps = [np.round((a - lo) / max(hi - lo, 1e-6) * LEVELS).astype(np.uint8) for a, lo, hi in zip(arrays, low, high)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, steps=np.concatenate(steps, axis=1), lengths=np.array([a.shape[1] for a in arrays]),
-                        low=low, high=high, names=np.array(json.dumps(names)))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a file object: numpy adds no ".npz" to its name
+        np.savez_compressed(handle, steps=np.concatenate(steps, axis=1),
+                            lengths=np.array([a.shape[1] for a in arrays]), low=low, high=high,
+                            names=np.array(json.dumps(names)))
     return path
 
 
 def unpack(path: Path) -> dict:
-    """A ``pack`` file -> recording key -> (n_mels, T) float32 mel."""
+    """A ``pack`` file -> recording key -> (n_mels, T) float32 mel.
+
+    Raises:
+        ValueError: the file is not a ``pack`` output (not an ``.npz`` archive, or one without its fields).
+    """
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not an .npz archive written by `pack_mels.py pack`")
     with np.load(path, allow_pickle=False) as packed:
+        missing = [field for field in FIELDS if field not in packed.files]
+        if missing:
+            raise ValueError(f"an .npz archive without {', '.join(missing)}: not written by `pack_mels.py pack`")
         names = json.loads(str(packed["names"]))
         steps, lengths, low, high = packed["steps"], packed["lengths"], packed["low"], packed["high"]
     ends = np.cumsum(lengths)
@@ -56,7 +80,13 @@ def main(argv=None) -> int:
 
     from melinterp.training.vocoder_mels import save_model_mels
     from melinterp.training.vocoder_trainer import read_model_mels
+    from melinterp.utils import check_writable_file
 
+    try:
+        check_writable_file("--out", args.out, "an .npz" if args.action == "pack" else "a .safetensors")
+    except ValueError as error:
+        print(f"pack_mels.py: error: {error}", file=sys.stderr)
+        return 1
     try:
         if args.action == "pack":
             mels = {name: mel.float().numpy() for name, mel in read_model_mels(args.source).items()}
@@ -64,7 +94,7 @@ def main(argv=None) -> int:
         else:
             mels = unpack(args.source)
             save_model_mels({name: torch.from_numpy(mel).to(torch.float16) for name, mel in mels.items()}, args.out)
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError) as error:
         print(f"pack_mels.py: error: {args.source}: {error}", file=sys.stderr)
         return 1
     print(f"{args.action}ed {len(mels)} mels into {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)")
