@@ -346,6 +346,7 @@ def tiny_generator():
     (torch.zeros(80), r"expected a log-mel of shape \(B, 80, T\) or \(80, T\), got \(80,\)"),
     (torch.zeros(1, 80, 5, dtype=torch.long), "expected a floating-point log-mel, got dtype torch.int64"),
     (torch.zeros(1, 80, 0), "at least 1 frame, got T = 0"),
+    (torch.zeros(0, 80, 5), r"at least one log-mel in the batch, got shape \(0, 80, 5\)"),
     (torch.full((1, 80, 5), float("nan")), "NaN or infinite"),
 ])
 def test_bad_mels_are_refused(tiny_generator, bad, message):

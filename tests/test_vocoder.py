@@ -124,6 +124,8 @@ def test_errors_say_what_was_expected(vocoder):
         vocoder(torch.zeros(80, 1))
     with pytest.raises(ValueError, match="NaN or infinite"):
         vocoder(torch.full((80, 10), float("nan")))
+    with pytest.raises(ValueError, match="at least one log-mel in the batch"):
+        vocoder(torch.zeros(0, 80, 10))
     with pytest.raises(ValueError, match="mel_inversion must be one of nnls, pinv"):
         GriffinLimVocoder(mel_inversion="lstsq")
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):

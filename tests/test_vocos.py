@@ -167,7 +167,8 @@ def test_a_tiny_vocos_learns_to_reproduce_a_tones_log_mel():
     (torch.zeros(1, 80, 5, dtype=torch.long), "expected a floating-point log-mel, got dtype torch.int64"),
     (torch.full((1, 80, 5), float("nan")), "NaN or infinite"),
     (torch.zeros(1, 80, 1), "at least 2 frames, got T = 1"),
-], ids=["n_mels", "1-d", "integer", "nan", "too-few-frames"])
+    (torch.zeros(0, 80, 5), r"at least one log-mel in the batch, got shape \(0, 80, 5\)"),
+], ids=["n_mels", "1-d", "integer", "nan", "too-few-frames", "empty-batch"])
 def test_bad_mels_are_refused(vocos, bad, message):
     with pytest.raises(ValueError, match=message):
         vocos(bad)

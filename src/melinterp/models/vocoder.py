@@ -247,9 +247,12 @@ def load_vocoder_folder(folder, **kwargs) -> ModelMixin:
 
 def check_log_mel(mel: torch.Tensor, n_mels: int, min_frames: int = 1) -> None:
     """Raise a ValueError saying what a vocoder expected when ``mel`` is not a finite floating-point log-mel of
-    shape (B, n_mels, T) or (n_mels, T) with T >= min_frames (the STFT's reflect padding needs a few)."""
+    shape (B, n_mels, T) with B >= 1, or (n_mels, T), with T >= min_frames (the STFT's reflect padding needs a
+    few)."""
     if mel.dim() not in (2, 3) or mel.shape[-2] != n_mels:
         raise ValueError(f"expected a log-mel of shape (B, {n_mels}, T) or ({n_mels}, T), got {tuple(mel.shape)}")
+    if mel.dim() == 3 and mel.shape[0] == 0:
+        raise ValueError(f"expected at least one log-mel in the batch, got shape {tuple(mel.shape)}")
     if not mel.is_floating_point():
         raise ValueError(f"expected a floating-point log-mel, got dtype {mel.dtype}")
     if mel.shape[-1] < min_frames:
