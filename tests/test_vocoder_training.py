@@ -5,6 +5,7 @@ teacher-forced mels of `melinterp vocoder-mels`."""
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from melinterp import tiny_pipeline
 from melinterp.audio import FeatureConfig, load_audio, mel_spectrogram
 from melinterp.cli import main
 from melinterp.data import read_filelist
+from melinterp.models.hifigan import HiFiGANGenerator
 from melinterp.models.vocos import VocosVocoder
 from melinterp.training.discriminators import (
     MultiPeriodDiscriminator,
@@ -29,12 +31,13 @@ from melinterp.training.discriminators import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from melinterp.training.phase_loss import anti_wrapped, magnitude_loss, phase_losses
+from melinterp.training.phase_loss import anti_wrapped, complex_loss, magnitude_loss, phase_losses
 from melinterp.training.vocoder_mels import recording_key, save_model_mels
 from melinterp.training.vocoder_trainer import (
     SegmentBank,
     VocoderTrainer,
     VocoderTrainingConfig,
+    build_generator,
     build_vocoder_models,
     load_bank,
     read_model_mels,
@@ -144,6 +147,8 @@ def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
     ({"optim": {"ptd_weight": "10"}}, r"optim.ptd_weight must be a number >= 0 \(0 leaves the term out\), got '10'"),
     ({"optim": {"magnitude_weight": -0.5}},
      r"optim.magnitude_weight must be a number >= 0 \(0 leaves the term out\), got -0.5"),
+    ({"optim": {"complex_weight": None}},
+     r"optim.complex_weight must be a number >= 0 \(0 leaves the term out\), got None"),
 ])
 def test_config_errors_name_the_problem(change, message):
     raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}
@@ -158,12 +163,15 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
-    assert isinstance(models["generator"], VocosVocoder)
+    student = name == "vocoder_distil_v2.json"  # the HiFi-GAN V2 student, weight-normalised as the authors train
+    assert isinstance(models["generator"], HiFiGANGenerator if student else VocosVocoder)
+    if student:
+        assert models["generator"].config.upsample_initial_channel == 128 and config.model["weight_norm"]
     spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
-    assert (name in ("vocoder_phase.json", "vocoder_mixed.json", "vocoder_distil.json")) == any(
-        weight > 0 for weight in spectral)
+    assert (name in ("vocoder_phase.json", "vocoder_mixed.json", "vocoder_distil.json", "vocoder_distil_v2.json")) \
+        == any(weight > 0 for weight in spectral)
     assert (config.data.model_mel_fraction is not None) == (name == "vocoder_mixed.json")
-    assert (config.data.teacher is not None) == (name == "vocoder_distil.json")
+    assert (config.data.teacher is not None) == (name in ("vocoder_distil.json", "vocoder_distil_v2.json"))
     if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
         assert config.data.train_filelist is None and len(config.data.model_mels) == 2
 
@@ -173,6 +181,26 @@ def test_unknown_model_keys_name_their_section(section, key):
     config = VocoderTrainingConfig.from_dict({**TINY_CONFIG, section: {**TINY_CONFIG[section], key: 1}})
     with pytest.raises(ValueError, match=f"vocoder training config section '{section}': .*'{key}'"):
         build_vocoder_models(config)
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"class": "WaveNet"}, r"class 'WaveNet' is not a trainable vocoder \(VocosVocoder, HiFiGANGenerator\)"),
+    ({"preset": "v2"}, r"'preset' is HiFi-GAN's \(the authors' v1, v2, v3\), not VocosVocoder's"),
+    ({"class": "HiFiGANGenerator", "preset": "v4"}, r"unknown HiFi-GAN preset 'v4'"),
+    ({"class": "HiFiGANGenerator", "preset": "v2", "dim": 8}, r".*unexpected keyword argument 'dim'"),
+    ({"class": "HiFiGANGenerator", "upsample_rates": [8, 8]}, r"upsample_rates and upsample_kernel_sizes"),
+])
+def test_generator_choices_are_checked_by_name(model, message):
+    with pytest.raises(ValueError, match=r"vocoder training config section 'model': " + message):
+        build_generator(model)
+
+
+def test_a_hifigan_preset_builds_the_authors_generator():
+    generator = build_generator({"class": "HiFiGANGenerator", "preset": "v2"})
+    assert isinstance(generator, HiFiGANGenerator) and generator.config.upsample_initial_channel == 128
+    assert sum(p.numel() for p in generator.parameters()) == sum(
+        p.numel() for p in HiFiGANGenerator.from_preset("v2").parameters())
+    assert isinstance(build_generator({}), VocosVocoder)  # the default class
 
 
 def test_unreadable_or_incomplete_configs_are_refused(tmp_path):
@@ -349,6 +377,50 @@ def test_a_tiny_run_writes_checkpoints_logs_validation_and_a_vocoder_folder(whol
     assert vocoder(torch.zeros(80, 5) - 4.0).shape == (5 * HOP,)
 
 
+TINY_HIFIGAN = {"class": "HiFiGANGenerator", "resblock": "2", "upsample_rates": [4, 4, 4, 4],
+                "upsample_kernel_sizes": [8, 8, 8, 8], "upsample_initial_channel": 32, "resblock_kernel_sizes": [3],
+                "resblock_dilation_sizes": [[1, 3]], "weight_norm": True}
+
+
+def test_a_hifigan_student_trains_resumes_and_exports_a_plain_vocoder_folder(corpus, tmp_path):
+    """``model.class`` HiFiGANGenerator with weight normalisation: the same run, its losses on the front end's
+    framing; checkpoints hold the normalised parametrisation (a stopped and resumed run repeats the uninterrupted
+    one), and the final folder holds it folded into plain weights, which load as a pipeline vocoder and give the
+    trained generator's output."""
+    from melinterp.models.vocoder import load_vocoder_folder
+    from melinterp.training.vocoder_trainer import add_weight_norm, folded
+
+    config = write_config(corpus, "hifigan")
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model": TINY_HIFIGAN}))  # not merged: replaced
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert train_vocoder(config, whole) == 0
+    train_log = read_log(whole / "logs" / "train.csv")
+    assert [row["step"] for row in train_log] == ["1", "2", "3", "4"]
+    assert all(np.isfinite(float(row["mel"])) and float(row["mel"]) > 0 for row in train_log)
+    weights = generator_weights(whole / "checkpoints" / "step-00000004")
+    assert any(".parametrizations.weight.original1" in key for key in weights)
+
+    vocoder = load_vocoder_folder(whole / "final", torch_dtype=torch.float32)
+    assert isinstance(vocoder, HiFiGANGenerator) and vocoder.config.upsample_initial_channel == 32
+    assert not any("parametrizations" in key for key in vocoder.state_dict())
+    trained = add_weight_norm(build_generator(TINY_HIFIGAN))
+    trained.load_state_dict(weights)
+    mel = torch.randn(1, 80, 6) - 4.0
+    with torch.no_grad():
+        torch.testing.assert_close(vocoder(mel), trained(mel), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(folded(trained)(mel), trained(mel), atol=1e-6, rtol=1e-5)
+    assert folded(vocoder) is vocoder  # nothing to fold
+
+    assert train_vocoder(config, split, "--max-steps", "2") == 0
+    assert train_vocoder(config, split, "--resume") == 0
+    assert_same_weights(generator_weights(split / "checkpoints" / "step-00000004"), weights)
+
+
+def test_weight_norm_must_be_a_boolean():
+    with pytest.raises(ValueError, match="model.weight_norm must be true or false, got 'yes'"):
+        VocoderTrainingConfig.from_dict({**TINY_CONFIG, "model": {**TINY_HIFIGAN, "weight_norm": "yes"}})
+
+
 def test_stopped_and_resumed_run_matches_the_uninterrupted_one(corpus, whole_run, tmp_path, capsys):
     config = corpus / "configs" / "tiny.json"
     split = tmp_path / "split"
@@ -485,26 +557,52 @@ def test_magnitude_loss_compares_log_magnitudes_bin_by_bin():
         magnitude_loss(truth.abs(), truth)
 
 
+def test_complex_loss_charges_a_phase_error_by_the_compressed_magnitude():
+    truth = _phase_ramp(33, 20, 0.3, 1.1) * 8.0  # every cell of magnitude 8: 8 ** 0.3 after compression
+    exact = functools.partial(complex_loss, eps=0.0)  # the arithmetic without the floor near silence
+    assert float(exact(truth, truth)) < 1e-6
+    scale = 8.0 ** 0.3
+    # a phase off by pi everywhere: each compressed cell is its own negative, a distance of 2 x 8 ** 0.3
+    flipped = truth * torch.polar(torch.ones(()), torch.tensor(np.pi))
+    assert float(exact(flipped, truth)) == pytest.approx(2 * scale, rel=1e-4)
+    # off by a quarter turn: |1 - i| = sqrt(2) per unit of compressed magnitude
+    quarter = truth * torch.polar(torch.ones(()), torch.tensor(np.pi / 2))
+    assert float(exact(quarter, truth)) == pytest.approx(np.sqrt(2) * scale, rel=1e-4)
+    # a magnitude error alone: (e * 8) ** 0.3 - 8 ** 0.3 per cell
+    assert float(exact(truth * np.e, truth)) == pytest.approx(scale * (np.e ** 0.3 - 1), rel=1e-4)
+    # the same phase error in a quieter target costs less
+    assert float(exact(flipped / 64, truth / 64)) == pytest.approx(2 * (8 / 64) ** 0.3, rel=1e-4)
+    # the default floor changes a loud cell's cost by a hair, and silence costs nothing, with finite gradients
+    assert float(complex_loss(flipped, truth)) == pytest.approx(2 * 8 * 8.01 ** -0.7, rel=1e-4)
+    silent = torch.zeros_like(truth, requires_grad=True)
+    loss = complex_loss(silent, torch.zeros_like(truth))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(silent.grad).all()
+    with pytest.raises(ValueError, match="two complex STFTs of one shape"):
+        complex_loss(truth.abs(), truth)
+
+
 def test_spectral_weights_add_the_phase_and_magnitude_terms_to_the_generator_loss(corpus, tmp_path):
-    weights = {"ip_weight": 0.5, "gd_weight": 2.0, "ptd_weight": 3.0, "magnitude_weight": 4.0}
+    weights = {"ip_weight": 0.5, "gd_weight": 2.0, "ptd_weight": 3.0, "magnitude_weight": 4.0,
+               "complex_weight": 5.0}
     config = VocoderTrainingConfig.from_file(write_config(corpus, "phase", data={"val_filelist": None},
                                                           optim=weights))
     trainer = VocoderTrainer(config, tmp_path / "phase", progress=False)
     trainer._train_step()
     losses = trainer._last_losses
     assert all(0.0 <= losses[f"phase_{term}"] <= np.pi for term in ("ip", "gd", "ptd"))
-    assert losses["magnitude"] > 0.0
+    assert losses["magnitude"] > 0.0 and losses["complex"] > 0.0
     without_spectral = (losses["adversarial"] + config.optim.feature_matching_weight * losses["feature_matching"]
                         + config.optim.mel_weight * losses["mel"])
     spectral = (sum(weights[f"{term}_weight"] * losses[f"phase_{term}"] for term in ("ip", "gd", "ptd"))
-                + weights["magnitude_weight"] * losses["magnitude"])
+                + weights["magnitude_weight"] * losses["magnitude"] + weights["complex_weight"] * losses["complex"])
     assert losses["generator"] == pytest.approx(without_spectral + spectral, rel=1e-4)
     assert all(p.grad is not None for p in trainer.models["generator"].parameters())
 
     plain = VocoderTrainer(VocoderTrainingConfig.from_file(write_config(corpus, "no_val", data={"val_filelist": None})),
                            tmp_path / "plain", progress=False)
     plain._train_step()
-    assert not any(name.startswith("phase_") or name == "magnitude" for name in plain._last_losses)
+    assert not any(name.startswith("phase_") or name in ("magnitude", "complex") for name in plain._last_losses)
 
 
 def test_generator_step_leaves_the_discriminators_gradients_alone(corpus, tmp_path):

@@ -145,6 +145,16 @@ class HiFiGANGenerator(UsualFileModesMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"unknown HiFi-GAN preset {name!r}: expected one of {', '.join(HIFIGAN_PRESETS)}")
         return cls(**copy.deepcopy(HIFIGAN_PRESETS[name]), **kwargs)
 
+    def waveform(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) -> (B, T * hop) in the module's dtype (or an enclosing autocast's), with gradients, no
+        input check: the vocoder trainer's call (`forward` is the checked one)."""
+        x = self.conv_pre(mel.to(self.conv_pre.weight.dtype))  # (B, C, T)
+        for i, upsample in enumerate(self.ups):
+            x = upsample(F.leaky_relu(x, LRELU_SLOPE))  # (B, C / 2^(i+1), T * u_0 * ... * u_i)
+            blocks = self.resblocks[i * self.num_kernels: (i + 1) * self.num_kernels]
+            x = sum(block(x) for block in blocks) / self.num_kernels  # multi-receptive-field fusion
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))[:, 0]  # (B, T * hop)
+
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel (B, n_mels, T) or (n_mels, T) -> waveform (B, T * hop_length) or (T * hop_length,).
 
@@ -152,12 +162,7 @@ class HiFiGANGenerator(UsualFileModesMixin, ModelMixin, ConfigMixin):
         pipeline calls it under ``torch.no_grad``).
         """
         check_log_mel(mel, self.config.n_mels)
-        x = self.conv_pre((mel if mel.dim() == 3 else mel[None]).to(self.conv_pre.weight.dtype))  # (B, C, T)
-        for i, upsample in enumerate(self.ups):
-            x = upsample(F.leaky_relu(x, LRELU_SLOPE))  # (B, C / 2^(i+1), T * u_0 * ... * u_i)
-            blocks = self.resblocks[i * self.num_kernels: (i + 1) * self.num_kernels]
-            x = sum(block(x) for block in blocks) / self.num_kernels  # multi-receptive-field fusion
-        waveform = torch.tanh(self.conv_post(F.leaky_relu(x)))[:, 0].to(mel.dtype)  # (B, T * hop)
+        waveform = self.waveform(mel if mel.dim() == 3 else mel[None]).to(mel.dtype)
         return waveform if mel.dim() == 3 else waveform[0]
 
 

@@ -18,6 +18,12 @@ where there is something to hear, and the silent cells, whose phase is noise, co
 `magnitude_loss` is APNet's amplitude loss beside them: the mel loss sees the magnitudes only through the
 filterbank, which averages away the harmonics above a few kHz; this one compares every bin of the STFT.
 
+`complex_loss` supervises phase and magnitude at once: the mean distance between the two STFTs after each cell's
+magnitude is compressed (``|X| ** 0.3 * exp(i angle(X))``, as speech enhancement compares spectra). A cell's
+phase error costs in proportion to its compressed magnitude, so quiet cells count a little and silent ones not at
+all. It asks for the target's absolute phase, which is right only where the target is a function of the input:
+distilling a teacher's waveform of a mel (``data.teacher``), not a recording.
+
 The trainer (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``) applies them to the STFT of
 the generator's waveform, not to the frames an STFT-frame generator predicts: APNet predicts a consistent STFT,
 but a Vocos trained by the GAN alone predicts frames its overlap-add partly cancels (the bundled one's carry about
@@ -78,3 +84,26 @@ def magnitude_loss(predicted: torch.Tensor, target: torch.Tensor, *, eps: float 
         raise ValueError(f"magnitude_loss needs two complex STFTs of one shape, got {predicted.dtype} "
                          f"{tuple(predicted.shape)} and {target.dtype} {tuple(target.shape)}")
     return (torch.log(predicted.abs().float() + eps) - torch.log(target.abs().float() + eps)).abs().mean()
+
+
+def complex_loss(predicted: torch.Tensor, target: torch.Tensor, *, power: float = 0.3,
+                 eps: float = 1e-2) -> torch.Tensor:
+    """Mean absolute difference of two complex STFTs of one shape (B, n_freq, T) whose magnitudes are compressed by
+    ``power`` (each cell ``X * (|X| + eps) ** (power - 1)``): a float32 scalar with gradients through ``predicted``.
+
+    ``eps`` bounds the compression's gain near silence (``(|X| + eps) ** (power - 1)`` grows without bound as
+    ``|X|`` goes to 0): with the front end's Hann window of 1024, a full-scale sine peaks at 256, speech at tens,
+    and 1e-2 lies some 70 dB below speech, where nothing is heard and the gain is at most 25.
+
+    Raises:
+        ValueError: the two are not complex tensors of one shape.
+    """
+    if not (predicted.is_complex() and target.is_complex()) or predicted.shape != target.shape:
+        raise ValueError(f"complex_loss needs two complex STFTs of one shape, got {predicted.dtype} "
+                         f"{tuple(predicted.shape)} and {target.dtype} {tuple(target.shape)}")
+
+    def compressed(spectrum: torch.Tensor) -> torch.Tensor:
+        spectrum = spectrum.to(torch.complex64)
+        return spectrum * (spectrum.abs() + eps) ** (power - 1.0)
+
+    return (compressed(predicted) - compressed(target)).abs().mean()

@@ -1,12 +1,14 @@
-"""GAN training of the neural vocoder (`melinterp.models.vocos.VocosVocoder`) with accelerate, in resumable pieces.
+"""GAN training of the neural vocoder (`melinterp.models.vocos.VocosVocoder`, or a
+`melinterp.models.hifigan.HiFiGANGenerator` with ``model.class``) with accelerate, in resumable pieces.
 
-Recipe (HiFi-GAN's losses, Vocos's generator):
+Recipe (HiFi-GAN's losses, Vocos's generator by default):
 
 - the generator turns the log-mel of a random audio segment into a waveform; its loss is 45 x L1 between the
   log-mels of the output and of the real segment, plus the least-squares adversarial loss and 2 x feature matching
   against a multi-period and a multi-resolution discriminator (`melinterp.training.discriminators`);
 - optionally (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``), APNet's phase and
-  log-magnitude losses between the STFTs of the output and of the real segment (`melinterp.training.phase_loss`);
+  log-magnitude losses between the STFTs of the output and of the real segment, and (``complex_weight``) the L1 of
+  the two STFTs with compressed magnitudes (`melinterp.training.phase_loss`);
 - the discriminators learn real segments against the generator's (detached) output;
 - AdamW (betas 0.8, 0.99) for both, warm-up then cosine or constant learning rate.
 
@@ -55,7 +57,7 @@ import torch.nn.functional as F
 
 from melinterp.training.checkpoint import load_state_strict
 from melinterp.training.config import _build, read_config_json
-from melinterp.training.phase_loss import PHASE_TERMS, magnitude_loss, phase_losses
+from melinterp.training.phase_loss import PHASE_TERMS, complex_loss, magnitude_loss, phase_losses
 from melinterp.training.run import TrainingRun
 from melinterp.training.trainer import learning_rate_at
 from melinterp.utils import check_number
@@ -100,6 +102,9 @@ class VocoderOptimConfig:
     ptd_weight: float = 0.0
     # log-magnitude L1 of the same STFTs, every bin (APNet's amplitude loss); 0 leaves it out
     magnitude_weight: float = 0.0
+    # L1 of the same STFTs with magnitudes compressed to the power 0.3 (phase and magnitude at once; for a teacher's
+    # targets, which are a function of the input mel); 0 leaves it out
+    complex_weight: float = 0.0
     mixed_precision: str = "no"  # "no" or "bf16" (accelerate); the STFTs and mel losses stay float32
     seed: int = 0
 
@@ -115,7 +120,8 @@ class VocoderLogConfig:
 @dataclass
 class VocoderTrainingConfig:
     data: VocoderDataConfig
-    model: dict[str, Any] = field(default_factory=dict)  # VocosVocoder arguments
+    # the generator (`build_generator`): VocosVocoder arguments, or "class": "HiFiGANGenerator" and its own
+    model: dict[str, Any] = field(default_factory=dict)
     # MultiPeriodDiscriminator / MultiResolutionDiscriminator arguments
     mpd: dict[str, Any] = field(default_factory=dict)
     mrd: dict[str, Any] = field(default_factory=dict)
@@ -158,15 +164,18 @@ class VocoderTrainingConfig:
                 data.model_mels = [resolve(value) for value in data.model_mels]
             if data.teacher is not None:
                 data.teacher = resolve(data.teacher)
+        model = dict(raw.get("model", {}))
+        if not isinstance(model.get("weight_norm", False), bool):
+            raise ValueError(f"model.weight_norm must be true or false, got {model['weight_norm']!r}")
         optim = _build(VocoderOptimConfig, raw.get("optim", {}), "optim")
         optim.betas = tuple(optim.betas)
-        for term in (*PHASE_TERMS, "magnitude"):
+        for term in (*PHASE_TERMS, "magnitude", "complex"):
             check_number(f"optim.{term}_weight", getattr(optim, f"{term}_weight"), lambda weight: weight >= 0,
                          "a number >= 0 (0 leaves the term out)")
         if optim.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got "
                              f"{optim.mixed_precision!r}")
-        return cls(data=data, model=dict(raw.get("model", {})), mpd=dict(raw.get("mpd", {})),
+        return cls(data=data, model=model, mpd=dict(raw.get("mpd", {})),
                    mrd=dict(raw.get("mrd", {})), optim=optim,
                    log=_build(VocoderLogConfig, raw.get("log", {}), "log"), source=raw.get("source"))
 
@@ -367,8 +376,64 @@ class VocoderTrainResult:
     export_dir: Path | None
 
 
-def build_vocoder_models(config: VocoderTrainingConfig) -> dict[str, torch.nn.Module]:
+def build_generator(model: dict[str, Any]) -> torch.nn.Module:
+    """The ``model`` section's generator: ``class`` (default ``"VocosVocoder"``, or ``"HiFiGANGenerator"``) and that
+    class's arguments; a HiFi-GAN may name one of the authors' configurations instead (``"preset": "v2"``, the rest
+    overriding it). ``weight_norm`` (the trainer's, `add_weight_norm`) is not the class's and is left out here.
+
+    Raises:
+        ValueError: an unknown class or preset, or arguments the class does not take.
+    """
+    from melinterp.models.hifigan import HiFiGANGenerator
     from melinterp.models.vocos import VocosVocoder
+
+    arguments = {key: value for key, value in model.items() if key not in ("class", "weight_norm")}
+    name = model.get("class", "VocosVocoder")
+    classes = {"VocosVocoder": VocosVocoder, "HiFiGANGenerator": HiFiGANGenerator}
+    if name not in classes:
+        raise ValueError(f"vocoder training config section 'model': class {name!r} is not a trainable vocoder "
+                         f"({', '.join(classes)})")
+    preset = arguments.pop("preset", None)
+    try:
+        if preset is None:
+            return classes[name](**arguments)
+        if name != "HiFiGANGenerator":
+            raise ValueError(f"'preset' is HiFi-GAN's (the authors' v1, v2, v3), not {name}'s")
+        return HiFiGANGenerator.from_preset(preset, **arguments)
+    except (TypeError, ValueError) as error:  # an unknown key or a bad value: name the section
+        raise ValueError(f"vocoder training config section 'model': {error}") from None
+
+
+def add_weight_norm(generator: torch.nn.Module) -> torch.nn.Module:
+    """Every convolution of ``generator`` reparametrised as direction times norm (weight normalisation, as the
+    HiFi-GAN authors train), in place; `folded` takes it out again for saving a plain vocoder folder."""
+    from torch.nn.utils.parametrizations import weight_norm
+
+    for module in generator.modules():
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
+            weight_norm(module)
+    return generator
+
+
+def folded(generator: torch.nn.Module) -> torch.nn.Module:
+    """A new generator of ``generator``'s config holding its weight-normalised convolutions' weights as plain ones
+    (the module itself when it has none): what a vocoder folder holds. (A deep copy would not do: removing a
+    parametrisation edits a class the copy shares with the original.)"""
+    from torch.nn.utils import parametrize
+
+    normalised = {name: module for name, module in generator.named_modules()
+                  if parametrize.is_parametrized(module, "weight")}
+    if not normalised:
+        return generator
+    state = {key: value for key, value in generator.state_dict().items() if ".parametrizations." not in key}
+    with torch.no_grad():
+        state.update({f"{name}.weight": module.weight.detach().clone() for name, module in normalised.items()})
+    plain = type(generator).from_config(generator.config)
+    plain.load_state_dict(state)
+    return plain.to(next(generator.parameters()).device)
+
+
+def build_vocoder_models(config: VocoderTrainingConfig) -> dict[str, torch.nn.Module]:
     from melinterp.training.discriminators import MultiPeriodDiscriminator, MultiResolutionDiscriminator
 
     torch.manual_seed(config.optim.seed)
@@ -379,9 +444,8 @@ def build_vocoder_models(config: VocoderTrainingConfig) -> dict[str, torch.nn.Mo
     mrd = dict(config.mrd)
     if "resolutions" in mrd:
         mrd["resolutions"] = tuple(tuple(r) for r in mrd["resolutions"])
-    models = {}
-    for name, section, kind, arguments in (("generator", "model", VocosVocoder, config.model),
-                                           ("mpd", "mpd", MultiPeriodDiscriminator, mpd),
+    models = {"generator": build_generator(config.model)}
+    for name, section, kind, arguments in (("mpd", "mpd", MultiPeriodDiscriminator, mpd),
                                            ("mrd", "mrd", MultiResolutionDiscriminator, mrd)):
         try:
             models[name] = kind(**arguments)
@@ -403,13 +467,17 @@ class VocoderTrainer(TrainingRun):
             torch.backends.cudnn.benchmark = True  # fixed segment shapes: let cuDNN pick the fastest convolutions
 
         models = build_vocoder_models(config)
-        generator_config = models["generator"].config
-        self.feature_config = FeatureConfig(sample_rate=generator_config.sample_rate, n_fft=generator_config.n_fft,
-                                            hop_length=generator_config.hop_length,
-                                            win_length=generator_config.win_length, n_mels=generator_config.n_mels)
+        generator_config, defaults = models["generator"].config, FeatureConfig()
+        # a HiFi-GAN has no STFT of its own: the losses' framing is then the front end's default (HiFi-GAN's)
+        self.feature_config = FeatureConfig(
+            sample_rate=generator_config.sample_rate, n_mels=generator_config.n_mels,
+            hop_length=generator_config.hop_length, n_fft=getattr(generator_config, "n_fft", defaults.n_fft),
+            win_length=getattr(generator_config, "win_length", defaults.win_length))
         self.mel = MelSpectrogram(self.feature_config).to(device)
         if init_from is not None:
             load_vocoder_weights(models, Path(init_from))
+        if config.model.get("weight_norm", False):  # after the plain weights of --init-from, before a resume's
+            add_weight_norm(models["generator"])
         model_mels = None
         if config.data.model_mels:
             model_mels = {key: mel for path in config.data.model_mels for key, mel in read_model_mels(path).items()}
@@ -563,6 +631,8 @@ class VocoderTrainer(TrainingRun):
             spectral = {f"phase_{term}": value for term, value in phase_losses(fake_spectrum, real_spectrum).items()}
         if "magnitude" in spectral_weights:
             spectral["magnitude"] = magnitude_loss(fake_spectrum, real_spectrum)
+        if "complex" in spectral_weights:
+            spectral["complex"] = complex_loss(fake_spectrum, real_spectrum)
         # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
         # wrapper would wait for gradients that never come); the real features need no graph at all
         mpd, mrd = _unwrap(mpd), _unwrap(mrd)
@@ -592,10 +662,10 @@ class VocoderTrainer(TrainingRun):
     @property
     def _spectral_weights(self) -> dict[str, float]:
         """The STFT terms this run trains with, by their logged names (``phase_ip``, ``phase_gd``, ``phase_ptd``,
-        ``magnitude``) -> weight, none at 0."""
+        ``magnitude``, ``complex``) -> weight, none at 0."""
         optim = self.config.optim
         weights = {**{f"phase_{term}": getattr(optim, f"{term}_weight") for term in PHASE_TERMS},
-                   "magnitude": optim.magnitude_weight}
+                   "magnitude": optim.magnitude_weight, "complex": optim.complex_weight}
         return {name: weight for name, weight in weights.items() if weight > 0}
 
     @property
@@ -637,7 +707,7 @@ class VocoderTrainer(TrainingRun):
             from melinterp.utils import save_safetensors
 
             models = self._unwrapped()
-            models["generator"].to("cpu").save_pretrained(directory)
+            folded(models["generator"]).to("cpu").save_pretrained(directory)
             models["generator"].to(self.accelerator.device)
             weights = {f"{name}.{key}": value.detach().cpu().contiguous()
                        for name in ("mpd", "mrd") for key, value in models[name].state_dict().items()}
