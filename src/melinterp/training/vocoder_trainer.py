@@ -409,7 +409,7 @@ def add_weight_norm(generator: torch.nn.Module) -> torch.nn.Module:
     HiFi-GAN authors train), in place; `folded` takes it out again for saving a plain vocoder folder."""
     from torch.nn.utils.parametrizations import weight_norm
 
-    for module in generator.modules():
+    for module in list(generator.modules()):  # listed first: each call adds a child to the module it changes
         if isinstance(module, (torch.nn.Conv1d, torch.nn.ConvTranspose1d)):
             weight_norm(module)
     return generator
