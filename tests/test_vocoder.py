@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -132,23 +131,6 @@ def test_errors_say_what_was_expected(vocoder):
         GriffinLimVocoder(momentum=1.5)
     with pytest.raises(TypeError, match="FeatureConfig"):
         GriffinLimVocoder.from_feature_config({"sample_rate": 22050})
-
-
-def test_faster_than_real_time_on_two_threads(vocoder):
-    mel = mel_spectrogram(torch.from_numpy(harmonic_tone(150.0, seconds=1.0)))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        vocoder(mel)  # warm-up
-        timings = []
-        for _ in range(3):  # best of three: other jobs on a shared machine only ever add time
-            start = time.perf_counter()
-            vocoder(mel)
-            timings.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    # measured 0.025-0.035 s per second of audio on 2 cores; the bound leaves 30x room for a busy CI machine
-    assert min(timings) < 1.0, f"{min(timings):.2f} s per second of audio"
 
 
 def test_out_of_range_mels_give_finite_audio(vocoder):
