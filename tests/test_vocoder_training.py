@@ -201,6 +201,8 @@ def test_a_hifigan_preset_builds_the_authors_generator():
     assert sum(p.numel() for p in generator.parameters()) == sum(
         p.numel() for p in HiFiGANGenerator.from_preset("v2").parameters())
     assert isinstance(build_generator({}), VocosVocoder)  # the default class
+    wider = build_generator({"class": "HiFiGANGenerator", "preset": "v2", "upsample_initial_channel": 192})
+    assert wider.config.upsample_initial_channel == 192 and wider.config.resblock_kernel_sizes == [3, 7, 11]
 
 
 def test_unreadable_or_incomplete_configs_are_refused(tmp_path):

@@ -139,11 +139,11 @@ class HiFiGANGenerator(UsualFileModesMixin, ModelMixin, ConfigMixin):
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "HiFiGANGenerator":
-        """A randomly initialised generator of the authors' configuration ``name`` (v1, v2, v3); ``kwargs`` override
-        the rest of the config (n_mels, sample_rate, hop_length)."""
+        """A randomly initialised generator of the authors' configuration ``name`` (v1, v2, v3); ``kwargs`` set the
+        rest of the config (n_mels, sample_rate, hop_length) or override the preset's own keys."""
         if name not in HIFIGAN_PRESETS:
             raise ValueError(f"unknown HiFi-GAN preset {name!r}: expected one of {', '.join(HIFIGAN_PRESETS)}")
-        return cls(**copy.deepcopy(HIFIGAN_PRESETS[name]), **kwargs)
+        return cls(**{**copy.deepcopy(HIFIGAN_PRESETS[name]), **kwargs})
 
     def waveform(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) -> (B, T * hop) in the module's dtype (or an enclosing autocast's), with gradients, no
