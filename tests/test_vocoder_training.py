@@ -163,15 +163,16 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
-    student = name == "vocoder_distil_v2.json"  # the HiFi-GAN V2 student, weight-normalised as the authors train
-    assert isinstance(models["generator"], HiFiGANGenerator if student else VocosVocoder)
-    if student:
-        assert models["generator"].config.upsample_initial_channel == 128 and config.model["weight_norm"]
+    # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192 channels (prune_hifigan.py)
+    students = {"vocoder_distil_v2.json": 128, "vocoder_distil_pruned.json": 192}
+    distillations = ("vocoder_distil.json", *students)
+    assert isinstance(models["generator"], HiFiGANGenerator if name in students else VocosVocoder)
+    if name in students:
+        assert models["generator"].config.upsample_initial_channel == students[name] and config.model["weight_norm"]
     spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
-    assert (name in ("vocoder_phase.json", "vocoder_mixed.json", "vocoder_distil.json", "vocoder_distil_v2.json")) \
-        == any(weight > 0 for weight in spectral)
+    assert (name in ("vocoder_phase.json", "vocoder_mixed.json", *distillations)) == any(w > 0 for w in spectral)
     assert (config.data.model_mel_fraction is not None) == (name == "vocoder_mixed.json")
-    assert (config.data.teacher is not None) == (name in ("vocoder_distil.json", "vocoder_distil_v2.json"))
+    assert (config.data.teacher is not None) == (name in distillations)
     if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
         assert config.data.train_filelist is None and len(config.data.model_mels) == 2
 
