@@ -57,7 +57,7 @@ def _readers(generator: HiFiGANGenerator) -> list[torch.Tensor]:
 
 
 def channel_importance(generator: HiFiGANGenerator, mels: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per stream, each channel's mean |activation| on ``mels`` times the norm of the weights that read it."""
+    """Per stream, each channel's mean absolute activation on ``mels`` times the norm of the weights that read it."""
     return [activation * reader for activation, reader in zip(_streams(generator, mels), _readers(generator))]
 
 
