@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -145,14 +146,23 @@ class HiFiGANGenerator(UsualFileModesMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"unknown HiFi-GAN preset {name!r}: expected one of {', '.join(HIFIGAN_PRESETS)}")
         return cls(**{**copy.deepcopy(HIFIGAN_PRESETS[name]), **kwargs})
 
+    def streams(self, mel: torch.Tensor) -> Iterator[torch.Tensor]:
+        """(B, n_mels, T) -> the channel streams one after the other, unchecked: ``conv_pre``'s output (B, C, T),
+        then each stage's multi-receptive-field output (B, C / 2^(i+1), T * u_0 * ... * u_i); ``conv_post`` reads
+        the last. `waveform` runs through them; `melinterp.training.pruning` ranks their channels."""
+        x = self.conv_pre(mel.to(self.conv_pre.weight.dtype))  # (B, C, T)
+        yield x
+        for i, upsample in enumerate(self.ups):
+            x = upsample(F.leaky_relu(x, LRELU_SLOPE))
+            blocks = self.resblocks[i * self.num_kernels: (i + 1) * self.num_kernels]
+            x = sum(block(x) for block in blocks) / self.num_kernels  # multi-receptive-field fusion
+            yield x
+
     def waveform(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) -> (B, T * hop) in the module's dtype (or an enclosing autocast's), with gradients, no
         input check: the vocoder trainer's call (`forward` is the checked one)."""
-        x = self.conv_pre(mel.to(self.conv_pre.weight.dtype))  # (B, C, T)
-        for i, upsample in enumerate(self.ups):
-            x = upsample(F.leaky_relu(x, LRELU_SLOPE))  # (B, C / 2^(i+1), T * u_0 * ... * u_i)
-            blocks = self.resblocks[i * self.num_kernels: (i + 1) * self.num_kernels]
-            x = sum(block(x) for block in blocks) / self.num_kernels  # multi-receptive-field fusion
+        for x in self.streams(mel):  # only the last stream is kept
+            pass
         return torch.tanh(self.conv_post(F.leaky_relu(x)))[:, 0]  # (B, T * hop)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

@@ -28,16 +28,8 @@ from melinterp.models.hifigan import LRELU_SLOPE, HiFiGANGenerator, ResBlock1
 
 
 def _stream_outputs(generator: HiFiGANGenerator, mel: torch.Tensor) -> list[torch.Tensor]:
-    """The generator's channel streams for one (n_mels, T) mel: len(ups) + 1 tensors, stream s (C / 2^s, T * its
-    upsampling so far), float32."""
-    x = generator.conv_pre(mel[None].to(generator.conv_pre.weight.dtype))  # (1, C, T)
-    streams = [x[0].float()]
-    for i, upsample in enumerate(generator.ups):
-        x = upsample(F.leaky_relu(x, LRELU_SLOPE))
-        blocks = generator.resblocks[i * generator.num_kernels: (i + 1) * generator.num_kernels]
-        x = sum(block(x) for block in blocks) / generator.num_kernels
-        streams.append(x[0].float())
-    return streams
+    """`HiFiGANGenerator.streams` of one (n_mels, T) mel, each (channels, samples so far) in float32."""
+    return [stream[0].float() for stream in generator.streams(mel[None])]
 
 
 def _streams(generator: HiFiGANGenerator, mels: list[torch.Tensor]) -> list[torch.Tensor]:
