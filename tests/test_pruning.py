@@ -1,10 +1,17 @@
-"""A narrow HiFi-GAN cut out of a wide one (melinterp.training.pruning): channels chosen, convolutions refitted."""
+"""A narrow HiFi-GAN cut out of a wide one (melinterp.training.pruning, examples/training/prune_hifigan.py):
+channels chosen, convolutions refitted, bad input named."""
+
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import example_script
 
 from melinterp.models.hifigan import HiFiGANGenerator
 from melinterp.training.pruning import _fit, channel_importance, prune_hifigan
+from melinterp.training.vocoder_mels import save_model_mels
+
+REPO = Path(__file__).resolve().parents[1]
 
 N_MELS = 8
 
@@ -164,3 +171,64 @@ def test_a_width_it_cannot_cut_is_refused(embedded, width, message):
 def test_no_calibration_mels_is_refused(embedded):
     with pytest.raises(ValueError, match="calibration mels"):
         prune_hifigan(embedded[1], 16, [])
+
+
+@pytest.mark.parametrize("mel, message", [(torch.randn(1, N_MELS, 12), r"calibration mel 0: expected one log-mel"),
+                                          (torch.randn(80, 12), r"expected a log-mel of shape \(B, 8, T\)"),
+                                          (torch.full((N_MELS, 12), float("nan")), "finite")])
+def test_calibration_mels_that_do_not_fit_are_named(embedded, mel, message):
+    with pytest.raises(ValueError, match=message):
+        prune_hifigan(embedded[1], 16, [mel])
+
+
+@pytest.fixture(scope="module")
+def prune_script():
+    return example_script("training/prune_hifigan.py", "prune_hifigan")
+
+
+@pytest.fixture(scope="module")
+def teacher_and_mels(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prune")
+    torch.manual_seed(6)
+    HiFiGANGenerator.from_preset("v1", upsample_initial_channel=32).save_pretrained(folder / "teacher")
+    mels = {f"wavs/s/t{i}": torch.randn(80, 20).to(torch.float16) - 5 for i in range(8)}
+    return folder / "teacher", save_model_mels(mels, folder / "mels.safetensors")
+
+
+def test_the_script_writes_a_narrower_generator(prune_script, teacher_and_mels, tmp_path, capsys):
+    teacher, mels = teacher_and_mels
+    out = tmp_path / "student"
+    assert prune_script.main([str(teacher), "--mels", str(mels), "--channels", "16", "--out", str(out),
+                              "--count", "4", "--frames", "12"]) == 0
+    assert HiFiGANGenerator.from_pretrained(out).config.upsample_initial_channel == 16
+    assert "mel L1 to the input on 4 other mels: teacher" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"teacher": "src/melinterp/default_model/vocoder"}, "holds a VocosVocoder: only a HiFi-GAN generator can be cut"),
+    ({"--channels": "24"}, "multiple of 16"),
+    ({"--count": "5"}, "holds 8 mels: --count 5 needs twice as many"),
+    ({"--out": "a_file"}, "is a file, expected a folder"),
+])
+def test_the_script_names_what_it_cannot_use_and_writes_nothing(prune_script, teacher_and_mels, tmp_path, capsys,
+                                                                change, message):
+    teacher, mels = teacher_and_mels
+    (tmp_path / "a_file").write_text("not a folder")
+    arguments = {"teacher": str(teacher), "--mels": str(mels), "--channels": "16", "--out": "student",
+                 "--count": "4"}
+    arguments.update(change)
+    if arguments["teacher"].startswith("src/"):
+        arguments["teacher"] = str(REPO / arguments["teacher"])
+    arguments["--out"] = str(tmp_path / arguments["--out"])
+    argv = [arguments.pop("teacher")] + [part for pair in arguments.items() for part in pair]
+    assert prune_script.main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "student").exists()
+
+
+@pytest.mark.parametrize("option", ["--count", "--frames"])
+def test_the_script_wants_positive_counts(prune_script, teacher_and_mels, tmp_path, option):
+    teacher, mels = teacher_and_mels
+    with pytest.raises(SystemExit):
+        prune_script.main([str(teacher), "--mels", str(mels), "--channels", "16", "--out", str(tmp_path / "s"),
+                           option, "0"])

@@ -32,22 +32,35 @@ def mel_l1(generator, mels) -> float:
     return sum(errors) / len(errors)
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teacher", type=Path, help="a HiFi-GAN vocoder folder (melinterp convert-hifigan)")
     parser.add_argument("--mels", type=Path, required=True, help="a `melinterp vocoder-mels` .safetensors file")
     parser.add_argument("--channels", type=int, required=True, help="the student's upsample_initial_channel")
     parser.add_argument("--out", type=Path, required=True, help="the student's vocoder folder")
-    parser.add_argument("--count", type=int, default=30, help="calibration mels (and as many to score on)")
-    parser.add_argument("--frames", type=int, default=100, help="frames of each calibration mel")
+    parser.add_argument("--count", type=positive, default=30, help="calibration mels (and as many to score on)")
+    parser.add_argument("--frames", type=positive, default=100, help="frames of each calibration mel")
     args = parser.parse_args(argv)
 
-    from melinterp.models.hifigan import HiFiGANGenerator
+    from melinterp.models.vocoder import load_vocoder_folder, vocoder_folder_class
     from melinterp.training.pruning import prune_hifigan
     from melinterp.training.vocoder_trainer import read_model_mels
+    from melinterp.utils import atomic_directory, check_writable_folder
 
     try:
-        teacher = HiFiGANGenerator.from_pretrained(args.teacher).eval()
+        check_writable_folder("--out", args.out)
+        kind = vocoder_folder_class(args.teacher)
+        if kind != "HiFiGANGenerator":
+            raise ValueError(f"{args.teacher} holds a {kind}: only a HiFi-GAN generator can be cut "
+                             f"(melinterp convert-hifigan makes one of an official checkpoint)")
+        teacher = load_vocoder_folder(args.teacher).eval()
         mels = [mel.float() for mel in read_model_mels(args.mels).values()]
         if len(mels) < 2 * args.count:
             raise ValueError(f"{args.mels} holds {len(mels)} mels: --count {args.count} needs twice as many")
@@ -55,10 +68,11 @@ def main(argv=None) -> int:
         calibration = [mel[:, :args.frames] for mel in mels[::2 * stride][:args.count]]
         scoring = mels[stride::2 * stride][:args.count]
         student = prune_hifigan(teacher, args.channels, calibration)
+        with atomic_directory(args.out) as folder:  # a failure leaves no half-written folder
+            student.save_pretrained(folder)
     except (OSError, ValueError) as error:
         print(f"prune_hifigan.py: error: {error}", file=sys.stderr)
         return 1
-    student.save_pretrained(args.out)
     size = sum(p.numel() for p in student.parameters())
     print(f"wrote {args.out} ({size / 1e6:.2f} M parameters, upsample_initial_channel {args.channels})")
     print(f"mel L1 to the input on {len(scoring)} other mels: teacher {mel_l1(teacher, scoring):.3f}, "

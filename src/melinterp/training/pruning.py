@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from melinterp.models.hifigan import LRELU_SLOPE, HiFiGANGenerator, ResBlock1
+from melinterp.models.vocoder import check_log_mel
 
 
 def _stream_outputs(generator: HiFiGANGenerator, mel: torch.Tensor) -> list[torch.Tensor]:
@@ -60,8 +61,8 @@ def prune_hifigan(generator: HiFiGANGenerator, upsample_initial_channel: int, me
     float32. ``generator`` is not changed.
 
     Raises:
-        ValueError: the width is not narrower than the generator's, not a width its upsamplers can halve, or no
-            calibration mels are given.
+        ValueError: the width is not narrower than the generator's, not a width its upsamplers can halve, or the
+            calibration mels are missing or not finite (n_mels, T) log-mels of the generator's n_mels.
     """
     config = dict(generator.config)
     width = config["upsample_initial_channel"]
@@ -74,6 +75,11 @@ def prune_hifigan(generator: HiFiGANGenerator, upsample_initial_channel: int, me
                          f"its {stages} upsamplers), got {upsample_initial_channel}")
     if not mels:
         raise ValueError("prune_hifigan needs calibration mels (n_mels, T) to rank the channels by")
+    for index, mel in enumerate(mels):
+        if mel.dim() != 2:
+            raise ValueError(f"calibration mel {index}: expected one log-mel ({config['n_mels']}, T), got shape "
+                             f"{tuple(mel.shape)}")
+        check_log_mel(mel, config["n_mels"])
 
     importance = channel_importance(generator, mels)
     keep = [torch.sort(torch.topk(score, upsample_initial_channel // 2 ** s).indices).values
