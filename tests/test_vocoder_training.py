@@ -149,6 +149,13 @@ def test_config_resolves_paths_against_its_folder_and_lists_model_mels(corpus):
      r"optim.magnitude_weight must be a number >= 0 \(0 leaves the term out\), got -0.5"),
     ({"optim": {"complex_weight": None}},
      r"optim.complex_weight must be a number >= 0 \(0 leaves the term out\), got None"),
+    ({"optim": {"adversarial": "no"}}, "optim.adversarial must be true or false, got 'no'"),
+    ({"optim": {"adversarial": False}}, "optim.adversarial false trains without discriminators, which only a "
+                                        "teacher's targets allow"),
+    ({"optim": {"spectral_resolutions": []}}, r"optim.spectral_resolutions must be a non-empty list of \[n_fft, hop\]"),
+    ({"optim": {"spectral_resolutions": [[512, 1024]]}}, r"0 < hop <= n_fft .* got \[\[512, 1024\]\]"),
+    ({"optim": {"spectral_resolutions": [[512, 128], [2048]]}}, "optim.spectral_resolutions must be"),
+    ({"optim": {"spectral_resolutions": [[512.0, 128]]}}, "optim.spectral_resolutions must be"),
 ])
 def test_config_errors_name_the_problem(change, message):
     raw = {**TINY_CONFIG, **{key: {**TINY_CONFIG.get(key, {}), **value} for key, value in change.items()}}
@@ -164,7 +171,8 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
     # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192 channels (prune_hifigan.py)
-    students = {"vocoder_distil_v2.json": 128, "vocoder_distil_pruned.json": 192}
+    students = {"vocoder_distil_v2.json": 128, "vocoder_distil_pruned.json": 192,
+                "vocoder_distil_regression.json": 192}
     distillations = ("vocoder_distil.json", *students)
     assert isinstance(models["generator"], HiFiGANGenerator if name in students else VocosVocoder)
     if name in students:
@@ -175,6 +183,9 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     assert (config.data.teacher is not None) == (name in distillations)
     if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
         assert config.data.train_filelist is None and len(config.data.model_mels) == 2
+    # run 10 alone trains without discriminators, on the STFT terms at three framings
+    assert config.optim.adversarial == (name != "vocoder_distil_regression.json")
+    assert (config.optim.spectral_resolutions is not None) == (name == "vocoder_distil_regression.json")
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
@@ -821,6 +832,46 @@ def test_distillation_on_mels_alone_pairs_every_mel_with_the_teachers_waveform(c
     val_mel, val_audio = trainer.val_items[0]
     torch.testing.assert_close(val_mel, trainer.mel(val_audio))  # validated on a recording's own mel
     assert trainer.train().step == 2
+
+
+def test_distillation_without_discriminators_trains_the_generator_on_the_spectral_terms_alone(
+        corpus, model_mels, teacher_folder, tmp_path):
+    resolutions = [[256, 64], [512, 128]]
+    config = VocoderTrainingConfig.from_file(write_config(corpus, "no_gan", data={
+        "train_filelist": None, "model_mels": "../model_mels.safetensors", "teacher": str(teacher_folder),
+        "val_filelist": None}, optim={"adversarial": False, "complex_weight": 3.0, "magnitude_weight": 2.0,
+                                      "spectral_resolutions": resolutions}))
+    trainer = VocoderTrainer(config, tmp_path / "no_gan", progress=False)
+    discriminators = {name: [p.detach().clone() for p in trainer.models[name].parameters()] for name in ("mpd", "mrd")}
+    generator_before = [p.detach().clone() for p in trainer.models["generator"].parameters()]
+    trainer._train_step()
+    losses = trainer._last_losses
+    assert set(losses) == {"generator", "mel", "grad_norm_g", "magnitude", "complex"}
+    assert losses["generator"] == pytest.approx(config.optim.mel_weight * losses["mel"] + 2.0 * losses["magnitude"]
+                                                + 3.0 * losses["complex"], rel=1e-4)
+    for name, before in discriminators.items():  # never run, never stepped
+        assert all(torch.equal(a, b) for a, b in zip(trainer.models[name].parameters(), before))
+        assert all(p.grad is None for p in trainer.models[name].parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(trainer.models["generator"].parameters(), generator_before))
+
+    # each term is the mean of the term at every listed framing (Hann window of n_fft, centred frames)
+    fake, real = torch.randn(2, 4096) * 0.1, torch.randn(2, 4096) * 0.1
+    spectra = [trainer.mel.stft(fake), trainer.mel.stft(real)]
+    terms = trainer._spectral_terms(fake, real, *spectra)
+    expected = {"magnitude": [], "complex": []}
+    for n_fft, hop in resolutions:
+        window = torch.hann_window(n_fft)
+        a, b = (torch.stft(x, n_fft, hop_length=hop, window=window, return_complex=True) for x in (fake, real))
+        assert a.shape[1] == n_fft // 2 + 1
+        expected["magnitude"].append(float(magnitude_loss(a, b)))
+        expected["complex"].append(float(complex_loss(a, b)))
+    assert float(terms["magnitude"]) == pytest.approx(np.mean(expected["magnitude"]), rel=1e-5)
+    assert float(terms["complex"]) == pytest.approx(np.mean(expected["complex"]), rel=1e-5)
+    assert float(trainer._spectral_terms(real, real, spectra[1], spectra[1])["complex"]) == 0.0
+    # unset, the terms are the front end's framing's, from the spectra the step already has
+    trainer.config.optim.spectral_resolutions = None
+    assert float(trainer._spectral_terms(fake, real, *spectra)["complex"]) == pytest.approx(
+        float(complex_loss(*spectra)), rel=1e-6)
 
 
 @pytest.mark.parametrize("data, message", [

@@ -8,8 +8,11 @@ Recipe (HiFi-GAN's losses, Vocos's generator by default):
   against a multi-period and a multi-resolution discriminator (`melinterp.training.discriminators`);
 - optionally (``optim.ip_weight``, ``gd_weight``, ``ptd_weight``, ``magnitude_weight``), APNet's phase and
   log-magnitude losses between the STFTs of the output and of the real segment, and (``complex_weight``) the L1 of
-  the two STFTs with compressed magnitudes (`melinterp.training.phase_loss`);
-- the discriminators learn real segments against the generator's (detached) output;
+  the two STFTs with compressed magnitudes (`melinterp.training.phase_loss`), at the front end's framing or averaged
+  over several (``optim.spectral_resolutions``);
+- the discriminators learn real segments against the generator's (detached) output; with ``optim.adversarial``
+  false (distillation only: the target is a teacher's waveform of the input mel, one right answer) there are none,
+  and the generator learns by the mel and STFT terms alone at under half the cost a step;
 - AdamW (betas 0.8, 0.99) for both, warm-up then cosine or constant learning rate.
 
 Three kinds of input mel, two config keys apart:
@@ -105,8 +108,27 @@ class VocoderOptimConfig:
     # L1 of the same STFTs with magnitudes compressed to the power 0.3 (phase and magnitude at once; for a teacher's
     # targets, which are a function of the input mel); 0 leaves it out
     complex_weight: float = 0.0
+    # STFT framings [n_fft, hop] (Hann window of n_fft) the terms above are averaged over; null: the front end's
+    # own (1024/256) alone. Several let one run charge both time smearing (short windows) and blurred harmonics
+    # (long ones), as a multi-resolution STFT loss does
+    spectral_resolutions: list[list[int]] | None = None
+    # false: no discriminators at all, the generator trained by the mel and STFT terms alone. Right only where the
+    # target is a function of the input (a teacher's waveform of the mel, ``data.teacher``): against recordings
+    # it learns the average of what the mel leaves open, and blurs
+    adversarial: bool = True
     mixed_precision: str = "no"  # "no" or "bf16" (accelerate); the STFTs and mel losses stay float32
     seed: int = 0
+
+
+def _spectral_resolutions(value) -> list[list[int]]:
+    """``optim.spectral_resolutions`` checked: a non-empty list of [n_fft, hop] integers, 0 < hop <= n_fft."""
+    pairs = value if isinstance(value, (list, tuple)) else None
+    if not pairs or not all(isinstance(pair, (list, tuple)) and len(pair) == 2
+                            and all(isinstance(n, int) and not isinstance(n, bool) for n in pair)
+                            and 0 < pair[1] <= pair[0] for pair in pairs):
+        raise ValueError(f"optim.spectral_resolutions must be a non-empty list of [n_fft, hop] integers with "
+                         f"0 < hop <= n_fft (or null: the front end's framing), got {value!r}")
+    return [list(pair) for pair in pairs]
 
 
 @dataclass
@@ -172,6 +194,14 @@ class VocoderTrainingConfig:
         for term in (*PHASE_TERMS, "magnitude", "complex"):
             check_number(f"optim.{term}_weight", getattr(optim, f"{term}_weight"), lambda weight: weight >= 0,
                          "a number >= 0 (0 leaves the term out)")
+        if not isinstance(optim.adversarial, bool):
+            raise ValueError(f"optim.adversarial must be true or false, got {optim.adversarial!r}")
+        if not optim.adversarial and (data.teacher is None or data.model_mel_fraction is not None):
+            raise ValueError("optim.adversarial false trains without discriminators, which only a teacher's targets "
+                             "allow (data.teacher, and no data.model_mel_fraction: every segment a model mel): "
+                             "against recordings the generator would learn to blur")
+        if optim.spectral_resolutions is not None:
+            optim.spectral_resolutions = _spectral_resolutions(optim.spectral_resolutions)
         if optim.mixed_precision not in ("no", "bf16"):
             raise ValueError(f"optim.mixed_precision must be 'no' or 'bf16' for the vocoder, got "
                              f"{optim.mixed_precision!r}")
@@ -610,15 +640,17 @@ class VocoderTrainer(TrainingRun):
         spectral_weights = self._spectral_weights
         with accelerator.autocast():
             fake = _unwrap(generator).waveform(mel_in)  # (B, F * hop)
-
-            # discriminators: real against the detached output
-            (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
-            (real_mrd, _), (fake_mrd, _) = mrd(real), mrd(fake.detach())
-            loss_d = discriminator_loss(real_mpd, fake_mpd) + optim.mrd_weight * discriminator_loss(real_mrd, fake_mrd)
-        self.optimizers["discriminators"].zero_grad(set_to_none=True)
-        accelerator.backward(loss_d)
-        grad_norm_d = accelerator.clip_grad_norm_([*mpd.parameters(), *mrd.parameters()], optim.grad_clip)
-        self.optimizers["discriminators"].step()
+        gan_terms = {}  # the adversarial terms to log: none without discriminators
+        if optim.adversarial:  # discriminators: real against the detached output
+            with accelerator.autocast():
+                (real_mpd, _), (fake_mpd, _) = mpd(real), mpd(fake.detach())
+                (real_mrd, _), (fake_mrd, _) = mrd(real), mrd(fake.detach())
+                loss_d = (discriminator_loss(real_mpd, fake_mpd)
+                          + optim.mrd_weight * discriminator_loss(real_mrd, fake_mrd))
+            self.optimizers["discriminators"].zero_grad(set_to_none=True)
+            accelerator.backward(loss_d)
+            grad_norm_d = accelerator.clip_grad_norm_([*mpd.parameters(), *mrd.parameters()], optim.grad_clip)
+            self.optimizers["discriminators"].step()
 
         # outside autocast: its matmul would make the filterbank product (and so the loss) bfloat16. The spectral
         # terms compare the output's STFT, not the frames the generator predicts: those need not be a consistent STFT
@@ -626,25 +658,22 @@ class VocoderTrainer(TrainingRun):
         # heard is the output
         fake_spectrum = self.mel.stft(fake.float())  # (B, n_freq, F)
         loss_mel = F.l1_loss(self.mel.log_mel(fake_spectrum), real_mel)
-        spectral = {}
-        if any(name.startswith("phase_") for name in spectral_weights):  # all three are logged
-            spectral = {f"phase_{term}": value for term, value in phase_losses(fake_spectrum, real_spectrum).items()}
-        if "magnitude" in spectral_weights:
-            spectral["magnitude"] = magnitude_loss(fake_spectrum, real_spectrum)
-        if "complex" in spectral_weights:
-            spectral["complex"] = complex_loss(fake_spectrum, real_spectrum)
-        # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
-        # wrapper would wait for gradients that never come); the real features need no graph at all
-        mpd, mrd = _unwrap(mpd), _unwrap(mrd)
-        with _frozen(mpd, mrd), accelerator.autocast():
-            with torch.no_grad():
-                (_, real_features_mpd), (_, real_features_mrd) = mpd(real), mrd(real)
-            (fake_mpd, fake_features_mpd), (fake_mrd, fake_features_mrd) = mpd(fake), mrd(fake)
-            loss_adv = (generator_adversarial_loss(fake_mpd)
-                        + optim.mrd_weight * generator_adversarial_loss(fake_mrd))
-            loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
-                       + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
-            loss_g = loss_adv + optim.feature_matching_weight * loss_fm + optim.mel_weight * loss_mel
+        spectral = self._spectral_terms(fake.float(), real, fake_spectrum, real_spectrum) if spectral_weights else {}
+        loss_g = optim.mel_weight * loss_mel
+        if optim.adversarial:
+            # the generator's step: the discriminators are frozen (no weight gradients) and called unwrapped (a DDP
+            # wrapper would wait for gradients that never come); the real features need no graph at all
+            mpd, mrd = _unwrap(mpd), _unwrap(mrd)
+            with _frozen(mpd, mrd), accelerator.autocast():
+                with torch.no_grad():
+                    (_, real_features_mpd), (_, real_features_mrd) = mpd(real), mrd(real)
+                (fake_mpd, fake_features_mpd), (fake_mrd, fake_features_mrd) = mpd(fake), mrd(fake)
+                loss_adv = (generator_adversarial_loss(fake_mpd)
+                            + optim.mrd_weight * generator_adversarial_loss(fake_mrd))
+                loss_fm = (feature_matching_loss(real_features_mpd, fake_features_mpd)
+                           + optim.mrd_weight * feature_matching_loss(real_features_mrd, fake_features_mrd))
+                loss_g = loss_adv + optim.feature_matching_weight * loss_fm + loss_g
+            gan_terms = {"adversarial": loss_adv, "feature_matching": loss_fm, "discriminator": loss_d}
         for name, weight in spectral_weights.items():
             loss_g = loss_g + weight * spectral[name]
         self.optimizers["generator"].zero_grad(set_to_none=True)
@@ -654,10 +683,34 @@ class VocoderTrainer(TrainingRun):
         self.step += 1
         # kept on the device: reading them back every step would stall the GPU; `_last_losses` reads them when logged
         self._step_losses = {name: value.detach() for name, value in (
-            ("generator", loss_g), ("mel", loss_mel), ("adversarial", loss_adv), ("feature_matching", loss_fm),
-            ("discriminator", loss_d), ("grad_norm_g", torch.as_tensor(grad_norm_g)),
-            ("grad_norm_d", torch.as_tensor(grad_norm_d)),
+            ("generator", loss_g), ("mel", loss_mel), *gan_terms.items(),
+            ("grad_norm_g", torch.as_tensor(grad_norm_g)),
+            *((("grad_norm_d", torch.as_tensor(grad_norm_d)),) if optim.adversarial else ()),
             *spectral.items())}
+
+    def _spectral_terms(self, fake: torch.Tensor, real: torch.Tensor, fake_spectrum: torch.Tensor,
+                        real_spectrum: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The STFT terms of `_spectral_weights` (all three phase terms when one is weighted, for the log), each the
+        mean over ``optim.spectral_resolutions`` (the front end's framing, whose spectra are given, when unset)."""
+        weights, resolutions = self._spectral_weights, self.config.optim.spectral_resolutions
+        if resolutions is None:
+            pairs = [(fake_spectrum, real_spectrum)]
+        else:
+            def spectrum(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+                window = torch.hann_window(n_fft, device=audio.device)
+                return torch.stft(audio, n_fft, hop_length=hop, window=window, return_complex=True)
+
+            pairs = [(spectrum(fake, n_fft, hop), spectrum(real, n_fft, hop)) for n_fft, hop in resolutions]
+        terms: dict[str, list[torch.Tensor]] = {}
+        for predicted, target in pairs:
+            if any(name.startswith("phase_") for name in weights):
+                for term, value in phase_losses(predicted, target).items():
+                    terms.setdefault(f"phase_{term}", []).append(value)
+            if "magnitude" in weights:
+                terms.setdefault("magnitude", []).append(magnitude_loss(predicted, target))
+            if "complex" in weights:
+                terms.setdefault("complex", []).append(complex_loss(predicted, target))
+        return {name: torch.stack(values).mean() for name, values in terms.items()}
 
     @property
     def _spectral_weights(self) -> dict[str, float]:
