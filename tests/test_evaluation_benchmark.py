@@ -319,6 +319,13 @@ def test_quality_aggregates_count_wer_on_readable_voices_only():
     assert "WER voices: flite. Left out of WER" in markdown and "espeak (ground-truth WER 100 %)" in markdown
     assert "| espeak (left out) | 1 | 100 % | 100 % | 100 % |" in markdown
     assert markdown.index("| none/griffin_lim |") < markdown.index("| ground_truth |")  # in the given row order
+    # OVRL per voice, which the pooled mean hides: flite's two utterances, espeak's one (unrated: a dash)
+    per_voice = markdown[markdown.index("DNSMOS OVRL per voice"):]
+    assert "| output | espeak | flite |" in per_voice
+    assert "| ground_truth | 2.00 | 3.00 |" in per_voice and "| vocoded_gt/griffin_lim | 2.00 | 2.70 |" in per_voice
+    assert "| none/griffin_lim | – | 1.50 |" in per_voice
+    single = {**quality, "n_utterances": 2, "voices": {"flite": quality["voices"]["flite"]}}
+    assert "OVRL per voice" not in "\n".join(benchmark.quality_markdown(single))  # one voice: the main table says it
     # each output against the ground truth, paired: WER over the readable voice's two utterances, OVRL over all
     versus = {entry["row"]: entry for entry in quality["differences"]}
     assert set(versus) == {"vocoded_gt/griffin_lim", "none/griffin_lim"}

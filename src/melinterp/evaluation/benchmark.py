@@ -741,7 +741,7 @@ def aggregate_quality(utterances: list[dict], rows: list[str], wer_voice_limit: 
 
 
 def quality_markdown(quality: dict) -> list[str]:
-    """report.md's quality section: the table of rows, the voices WER leaves out, WER per voice."""
+    """report.md's quality section: the table of rows, the voices WER leaves out, WER and OVRL per voice."""
     voices = quality["voices"]
     rows = {name: quality["rows"][name] for name in quality["row_order"]}  # report.json sorts the keys
 
@@ -787,6 +787,11 @@ def quality_markdown(quality: dict) -> list[str]:
         mark = "" if speaker in quality["wer_voices"] else " (left out)"
         lines.append(f"| {speaker}{mark} | {voice['n_utterances']} | "
                      + " | ".join(_cell(voice["wer"][name], -1) for name in rows) + " |")
+    if len(voices) > 1:  # a mean over the voices can hide the one an output loses on
+        lines += ["", "DNSMOS OVRL per voice (mean over its utterances):", "",
+                  "| output | " + " | ".join(voices) + " |", "| --- | " + " | ".join("---:" for _ in voices) + " |"]
+        lines += [f"| {name} | " + " | ".join(_cell(voice["ovrl"][name]) for voice in voices.values()) + " |"
+                  for name in rows]
     return lines + [""]
 
 
