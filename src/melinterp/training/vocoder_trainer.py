@@ -504,6 +504,9 @@ class VocoderTrainer(TrainingRun):
             hop_length=generator_config.hop_length, n_fft=getattr(generator_config, "n_fft", defaults.n_fft),
             win_length=getattr(generator_config, "win_length", defaults.win_length))
         self.mel = MelSpectrogram(self.feature_config).to(device)
+        # the Hann window of each of optim.spectral_resolutions' framings, made once rather than every step
+        self._spectral_windows = {n_fft: torch.hann_window(n_fft, device=device)
+                                  for n_fft, _ in config.optim.spectral_resolutions or ()}
         if init_from is not None:
             load_vocoder_weights(models, Path(init_from))
         if config.model.get("weight_norm", False):  # after the plain weights of --init-from, before a resume's
@@ -682,11 +685,10 @@ class VocoderTrainer(TrainingRun):
         self.optimizers["generator"].step()
         self.step += 1
         # kept on the device: reading them back every step would stall the GPU; `_last_losses` reads them when logged
-        self._step_losses = {name: value.detach() for name, value in (
-            ("generator", loss_g), ("mel", loss_mel), *gan_terms.items(),
-            ("grad_norm_g", torch.as_tensor(grad_norm_g)),
-            *((("grad_norm_d", torch.as_tensor(grad_norm_d)),) if optim.adversarial else ()),
-            *spectral.items())}
+        losses = {"generator": loss_g, "mel": loss_mel, **gan_terms, "grad_norm_g": torch.as_tensor(grad_norm_g)}
+        if optim.adversarial:
+            losses["grad_norm_d"] = torch.as_tensor(grad_norm_d)
+        self._step_losses = {name: value.detach() for name, value in {**losses, **spectral}.items()}
 
     def _spectral_terms(self, fake: torch.Tensor, real: torch.Tensor, fake_spectrum: torch.Tensor,
                         real_spectrum: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -697,7 +699,7 @@ class VocoderTrainer(TrainingRun):
             pairs = [(fake_spectrum, real_spectrum)]
         else:
             def spectrum(audio: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-                window = torch.hann_window(n_fft, device=audio.device)
+                window = self._spectral_windows[n_fft].to(audio.device)
                 return torch.stft(audio, n_fft, hop_length=hop, window=window, return_complex=True)
 
             pairs = [(spectrum(fake, n_fft, hop), spectrum(real, n_fft, hop)) for n_fft, hop in resolutions]
