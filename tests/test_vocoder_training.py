@@ -868,6 +868,15 @@ def test_distillation_without_discriminators_trains_the_generator_on_the_spectra
     assert float(terms["magnitude"]) == pytest.approx(np.mean(expected["magnitude"]), rel=1e-5)
     assert float(terms["complex"]) == pytest.approx(np.mean(expected["complex"]), rel=1e-5)
     assert float(trainer._spectral_terms(real, real, spectra[1], spectra[1])["complex"]) == 0.0
+    # a framing longer than a training segment would have nothing to frame: refused by name before any work
+    segment = config.data.segment_frames * HOP
+    too_long = VocoderTrainingConfig.from_file(write_config(corpus, "too_long", data={"val_filelist": None},
+                                                            optim={"spectral_resolutions": [[512, 128],
+                                                                                            [2 * segment, 128]]}))
+    with pytest.raises(ValueError, match=f"an n_fft of {2 * segment} is longer than a training segment "
+                                         rf"\({config.data.segment_frames} frames x {HOP} = {segment} samples"):
+        VocoderTrainer(too_long, tmp_path / "too_long", progress=False)
+    assert not (tmp_path / "too_long").exists()
     # unset, the terms are the front end's framing's, from the spectra the step already has
     trainer.config.optim.spectral_resolutions = None
     assert float(trainer._spectral_terms(fake, real, *spectra)["complex"]) == pytest.approx(

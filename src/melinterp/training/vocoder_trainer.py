@@ -504,6 +504,12 @@ class VocoderTrainer(TrainingRun):
             hop_length=generator_config.hop_length, n_fft=getattr(generator_config, "n_fft", defaults.n_fft),
             win_length=getattr(generator_config, "win_length", defaults.win_length))
         self.mel = MelSpectrogram(self.feature_config).to(device)
+        segment = config.data.segment_frames * self.feature_config.hop_length
+        longest = max((n_fft for n_fft, _ in config.optim.spectral_resolutions or ()), default=0)
+        if longest > segment:
+            raise ValueError(f"optim.spectral_resolutions: an n_fft of {longest} is longer than a training segment "
+                             f"({config.data.segment_frames} frames x {self.feature_config.hop_length} = {segment} "
+                             "samples, data.segment_frames): lower it or lengthen the segments")
         # the Hann window of each of optim.spectral_resolutions' framings, made once rather than every step
         self._spectral_windows = {n_fft: torch.hann_window(n_fft, device=device)
                                   for n_fft, _ in config.optim.spectral_resolutions or ()}
