@@ -205,6 +205,48 @@ def test_extra_vocoders_are_compared_under_their_folder_names(tmp_path):
         benchmark.load_extra_vocoders([tmp_path / "missing"], config)
 
 
+def test_vocoder_spec_names_a_dtype_only_after_the_last_at():
+    assert benchmark.vocoder_spec("runs/v1") == (Path("runs/v1"), None, "v1")
+    assert benchmark.vocoder_spec("runs/v1@bfloat16") == (Path("runs/v1"), "bfloat16", "v1@bfloat16")
+    assert benchmark.vocoder_spec(Path("runs/v1@float16")) == (Path("runs/v1"), "float16", "v1@float16")
+    # anything but a known dtype after the "@" is part of the path, and so is an "@" with no folder before it
+    assert benchmark.vocoder_spec("runs@2/v1") == (Path("runs@2/v1"), None, "v1")
+    assert benchmark.vocoder_spec("runs/v1@bf16") == (Path("runs/v1@bf16"), None, "v1@bf16")
+    assert benchmark.vocoder_spec("@bfloat16") == (Path("@bfloat16"), None, "@bfloat16")
+
+
+def test_an_extra_vocoder_is_loaded_in_the_dtype_it_names_beside_itself(tmp_path):
+    import torch
+
+    from melinterp import HiFiGANGenerator
+    from melinterp.audio import FeatureConfig
+
+    torch.manual_seed(0)
+    tiny = dict(resblock="2", upsample_rates=(8, 8, 4), upsample_kernel_sizes=(16, 16, 8), upsample_initial_channel=16,
+                resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 3),))
+    HiFiGANGenerator(**tiny).save_pretrained(tmp_path / "v1")
+    config = FeatureConfig()
+    extra = benchmark.load_extra_vocoders([tmp_path / "v1", f"{tmp_path / 'v1'}@bfloat16"], config)
+    assert list(extra) == ["v1", "v1@bfloat16"]
+    assert extra["v1"].conv_pre.weight.dtype == torch.float32
+    assert extra["v1@bfloat16"].conv_pre.weight.dtype == torch.bfloat16
+    mel = np.random.default_rng(0).normal(-4.0, 1.0, (80, 6)).astype(np.float32)
+    full, half = (benchmark.vocode(extra[name], mel, config) for name in ("v1", "v1@bfloat16"))
+    assert half.dtype == np.float32 and half.shape == full.shape == (6 * 256,)
+    assert not np.array_equal(half, full)  # it did run in bfloat16 ...
+    np.testing.assert_allclose(half, full, atol=0.05 * np.abs(full).max())  # ... and to about its 8 bits
+    rows = quality_rows(benchmark.quality_vocoders(SimpleNamespace(feature_config=config, vocoder=_tiny_vocos()),
+                                                   extra=extra))
+    assert "vocoded_gt/v1@bfloat16" in rows and "none/v1@bfloat16" in rows
+
+    (tmp_path / "other").mkdir()
+    HiFiGANGenerator(**tiny).save_pretrained(tmp_path / "other" / "v1")
+    with pytest.raises(ValueError, match="two vocoder folders are named 'v1@bfloat16'"):
+        benchmark.check_extra_vocoder_folders([f"{tmp_path / 'v1'}@bfloat16", f"{tmp_path / 'other' / 'v1'}@bfloat16"])
+    with pytest.raises(ValueError, match="not a vocoder folder"):
+        benchmark.check_extra_vocoder_folders([f"{tmp_path / 'missing'}@bfloat16"])
+
+
 def _tiny_vocos():
     from melinterp.models.vocos import VocosVocoder
 

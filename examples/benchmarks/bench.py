@@ -33,9 +33,11 @@ Sections (``--sections``, default all), each printed as a markdown table and sav
 
 - ``vocoder``: real-time factor of the vocoders alone on the log-mel of ``--ref1`` (cropped or tiled to 2.5 s, a
   batch of ``--batch``): the model's own vocoder and Griffin-Lim, and with ``--vocoder-architectures`` randomly
-  initialised Vocos (the bundled size) and HiFi-GAN V1, V2 and V3 (speed does not depend on the weights: this is
-  how the architecture was chosen). Interleaved repeats, median. Alone (``--sections vocoder``) it loads only the
-  model's vocoder folder, not the pipeline (no phonemiser needed: a GPU machine can run it bare).
+  initialised Vocos (the bundled size), HiFi-GAN V1, V2 and V3, and V1 narrowed to the students' widths (192 and
+  256 channels; speed does not depend on the weights: this is how the architecture was chosen); ``--dtype
+  bfloat16`` times them all in bfloat16, which nearly halves a HiFi-GAN's time on a CPU with bfloat16
+  instructions. Interleaved repeats, median. Alone (``--sections vocoder``) it loads only the model's vocoder
+  folder, not the pipeline (no phonemiser needed: a GPU machine can run it bare).
 
 Timings: medians of ``--repeats`` after a warm-up call of every configuration (librosa/numba JIT, first calls).
 References are read from disk once; resampling and trimming still happen inside every call. On CUDA the wall
@@ -537,6 +539,8 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
 
 
 VOCODER_SECONDS = 2.5  # length of the mel the vocoder section times
+#: widths of the V1 students distilled from the official V1 (examples/training/prune_hifigan.py), timed beside it
+STUDENT_CHANNELS = (192, 256)
 
 
 def load_vocoder(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -572,6 +576,9 @@ def section_vocoder(model_vocoder: torch.nn.Module, args, repeats: int) -> dict:
         for preset in ("v1", "v2", "v3"):
             generator = HiFiGANGenerator.from_preset(preset).to(device, dtype)
             vocoders[f"HiFi-GAN {preset.upper()} (random)"] = generator.eval()
+        for channels in STUDENT_CHANNELS:
+            generator = HiFiGANGenerator.from_preset("v1", upsample_initial_channel=channels).to(device, dtype)
+            vocoders[f"HiFi-GAN V1 at {channels} channels (random)"] = generator.eval()
     mel = vocoder_mel(args.ref1, args.batch, device, dtype)
     seconds_of_audio = args.batch * mel.shape[-1] * 256 / 22050
     timings = {name: [] for name in vocoders}

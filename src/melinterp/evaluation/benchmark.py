@@ -2,7 +2,7 @@
 
     melinterp evaluate --model DIR --corpus CORPUS --out OUT [--quick] [--steps N] [--seed S] [--device cpu]
                        [--sections modes quality identity] [--quality-utterances N] [--identity-clips N]
-                       [--vocoder DIR ...]
+                       [--vocoder DIR[@DTYPE] ...]
 
 The corpus is one made by ``melinterp make-corpus``: its held-out voices and texts (``filelists/heldout.txt``)
 and its parallel triplets (``triplets.jsonl``: A at its pitch, B at its pitch, B at A's pitch, same text). For
@@ -28,7 +28,8 @@ The quality section (``--sections quality`` runs it alone, in minutes) scores N 
 over the speakers) with DNSMOS (OVRL, SIG, BAK, P808: naturalness without a reference), the word error rate of
 pocketsphinx and MCD to the recording, for: ``ground_truth`` (the recording), ``vocoded_gt/<vocoder>`` (the
 recording's mel through each vocoder: Griffin-Lim, the pipeline's own when it is another, and each ``--vocoder
-DIR`` folder under the folder's name, e.g. an official HiFi-GAN converted by ``melinterp convert-hifigan``; for a
+DIR`` folder under the folder's name, e.g. an official HiFi-GAN converted by ``melinterp convert-hifigan``, or with
+``--vocoder DIR@bfloat16`` in that dtype under ``NAME@bfloat16``; for a
 vocoder that predicts STFT frames, also ``vocoded_gt/<vocoder>:recording_phase`` and ``:recording_magnitude``, its
 output's STFT with the recording's phases or magnitudes put back, which say whether its magnitudes or its phases
 cost more) and
@@ -504,9 +505,29 @@ def quality_vocoders(pipeline, device: str = "cpu", extra: dict | None = None) -
     return vocoders
 
 
+#: ``evaluate --vocoder DIR@DTYPE``: the dtypes an extra vocoder may be loaded in (a HiFi-GAN halves its time on a
+#: CPU with bfloat16 instructions; what that costs is what the quality section then measures)
+VOCODER_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def vocoder_spec(spec) -> tuple[Path, str | None, str]:
+    """``evaluate --vocoder``'s value -> (folder, dtype name or None, the report's name for it).
+
+    ``DIR`` loads the folder's vocoder in float32 under the folder's name; ``DIR@DTYPE`` (DTYPE one of
+    `VOCODER_DTYPES`) loads it in that dtype under ``NAME@DTYPE``, so one run can set a vocoder beside itself at
+    another precision. An ``@`` followed by anything else is part of the folder's path.
+    """
+    text = str(spec)
+    folder, at, dtype = text.rpartition("@")
+    if at and dtype in VOCODER_DTYPES and folder:
+        return Path(folder), dtype, f"{Path(folder).name}@{dtype}"
+    return Path(text), None, Path(text).name
+
+
 def check_extra_vocoder_folders(folders) -> None:
-    """``evaluate --vocoder DIR``'s checks that need no weights (run before the model loads): each is a vocoder
-    folder (`vocoder_folder_class`), and no two share a name, since the report names each vocoder by its folder.
+    """``evaluate --vocoder DIR[@DTYPE]``'s checks that need no weights (run before the model loads): each is a
+    vocoder folder (`vocoder_folder_class`), and no two share a name (`vocoder_spec`), since the report names each
+    vocoder by its folder and dtype.
 
     Raises:
         ValueError: what is wrong, naming the folder.
@@ -514,11 +535,11 @@ def check_extra_vocoder_folders(folders) -> None:
     from melinterp.models.vocoder import vocoder_folder_class
 
     names = set()
-    for folder in map(Path, folders):
-        if folder.name in names:
-            raise ValueError(f"--vocoder {folder}: two vocoder folders are named {folder.name!r}; the report names "
+    for folder, _, name in map(vocoder_spec, folders):
+        if name in names:
+            raise ValueError(f"--vocoder {folder}: two vocoder folders are named {name!r}; the report names "
                              f"each vocoder by its folder")
-        names.add(folder.name)
+        names.add(name)
         try:
             vocoder_folder_class(folder)
         except ValueError as error:
@@ -526,24 +547,27 @@ def check_extra_vocoder_folders(folders) -> None:
 
 
 def load_extra_vocoders(folders, feature_config, device: str = "cpu") -> dict:
-    """``evaluate --vocoder DIR``: each vocoder folder (`load_vocoder_folder`: a `melinterp train-vocoder` or
-    `melinterp convert-hifigan` output, a pipeline's ``vocoder/``) by its folder's name, on ``device``.
+    """``evaluate --vocoder DIR[@DTYPE]``: each vocoder folder (`load_vocoder_folder`: a `melinterp train-vocoder`
+    or `melinterp convert-hifigan` output, a pipeline's ``vocoder/``) by its name (`vocoder_spec`), on ``device``
+    in float32 or the dtype named.
 
     Raises:
         ValueError: not a vocoder folder, two folders of one name, or a vocoder of other mels, sample rate or hop
         than the pipeline's ``feature_config``.
     """
+    import torch
+
     from melinterp.models.vocoder import feature_mismatch, load_vocoder_folder
 
     check_extra_vocoder_folders(folders)
     vocoders = {}
-    for folder in map(Path, folders):
-        vocoder = load_vocoder_folder(folder)
+    for folder, dtype, name in map(vocoder_spec, folders):
+        vocoder = load_vocoder_folder(folder, **({} if dtype is None else {"torch_dtype": getattr(torch, dtype)}))
         mismatch = feature_mismatch(vocoder, feature_config)
         if mismatch is not None:
-            name, have, want = mismatch
-            raise ValueError(f"--vocoder {folder}: its {name} is {have}, the model's features have {want}")
-        vocoders[folder.name] = vocoder.to(device).eval()
+            key, have, want = mismatch
+            raise ValueError(f"--vocoder {folder}: its {key} is {have}, the model's features have {want}")
+        vocoders[name] = vocoder.to(device).eval()
     return vocoders
 
 
@@ -1184,9 +1208,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-corpus", type=Path, default=None, metavar="DIR",
                         help="identity: the corpus whose training voices' centroids the outputs are told from "
                              "(default --corpus, or its parent folder for CORPUS/novel)")
-    parser.add_argument("--vocoder", type=Path, action="append", default=[], metavar="DIR",
+    parser.add_argument("--vocoder", action="append", default=[], metavar="DIR[@DTYPE]",
                         help="quality: another vocoder folder to compare beside Griffin-Lim and the model's own (a "
-                             "`convert-hifigan` or `train-vocoder` output), named by its folder; repeatable")
+                             "`convert-hifigan` or `train-vocoder` output), named by its folder; DIR@bfloat16 (or "
+                             "@float16, @float32) loads it in that dtype, named NAME@bfloat16; repeatable")
     parser.add_argument("--seed", type=int, default=0, help="seed of the prior noise (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
