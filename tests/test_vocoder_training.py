@@ -170,9 +170,11 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
-    # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192 channels (prune_hifigan.py)
+    # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192 or 256 channels
+    # (prune_hifigan.py)
+    regression = ("vocoder_distil_regression.json", "vocoder_distil_regression_wide.json")
     students = {"vocoder_distil_v2.json": 128, "vocoder_distil_pruned.json": 192,
-                "vocoder_distil_regression.json": 192}
+                "vocoder_distil_regression.json": 192, "vocoder_distil_regression_wide.json": 256}
     distillations = ("vocoder_distil.json", *students)
     assert isinstance(models["generator"], HiFiGANGenerator if name in students else VocosVocoder)
     if name in students:
@@ -183,9 +185,9 @@ def test_the_shipped_vocoder_configs_parse_and_build(name):
     assert (config.data.teacher is not None) == (name in distillations)
     if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
         assert config.data.train_filelist is None and len(config.data.model_mels) == 2
-    # run 10 alone trains without discriminators, on the STFT terms at three framings
-    assert config.optim.adversarial == (name != "vocoder_distil_regression.json")
-    assert (config.optim.spectral_resolutions is not None) == (name == "vocoder_distil_regression.json")
+    # runs 10 and 11 alone train without discriminators, on the STFT terms at three framings
+    assert config.optim.adversarial == (name not in regression)
+    assert (config.optim.spectral_resolutions is not None) == (name in regression)
 
 
 @pytest.mark.parametrize("section, key", [("model", "dimm"), ("mpd", "period"), ("mrd", "resolution")])
