@@ -505,8 +505,8 @@ def quality_vocoders(pipeline, device: str = "cpu", extra: dict | None = None) -
     return vocoders
 
 
-#: ``evaluate --vocoder DIR@DTYPE``: the dtypes an extra vocoder may be loaded in (a HiFi-GAN halves its time on a
-#: CPU with bfloat16 instructions; what that costs is what the quality section then measures)
+#: ``evaluate --vocoder DIR@DTYPE``: the dtypes an extra vocoder may be loaded in (bfloat16 nearly halves a HiFi-GAN's
+#: time on a CPU with bfloat16 instructions; what that costs is what the quality section then measures)
 VOCODER_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -538,7 +538,7 @@ def check_extra_vocoder_folders(folders) -> None:
     for folder, _, name in map(vocoder_spec, folders):
         if name in names:
             raise ValueError(f"--vocoder {folder}: two vocoder folders are named {name!r}; the report names "
-                             f"each vocoder by its folder")
+                             f"each vocoder by its folder (and @DTYPE)")
         names.add(name)
         try:
             vocoder_folder_class(folder)
