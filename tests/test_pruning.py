@@ -161,6 +161,62 @@ def test_a_refitted_convolution_recovers_the_weights_that_made_its_target(conv):
     assert torch.allclose(output, target, atol=1e-2)
 
 
+def _one_block_thrice(seed: int) -> HiFiGANGenerator:
+    """A V1 layout whose k = 7 and k = 11 blocks compute what its k = 3 block does (the k = 3 kernels at the
+    centre of the longer ones, zeros around them), so each stage's fusion, the mean of the three, is the k = 3
+    block's output: a generator with the k = 3 blocks alone is the same function."""
+    generator = _generator(16, seed)
+    with torch.no_grad():
+        for i in range(len(generator.ups)):
+            short = generator.resblocks[3 * i]
+            for long in generator.resblocks[3 * i + 1: 3 * i + 3]:
+                for convs in ("convs1", "convs2"):
+                    for source, target in zip(getattr(short, convs), getattr(long, convs)):
+                        middle = target.kernel_size[0] // 2
+                        target.weight.zero_()
+                        target.weight[..., middle - 1: middle + 2] = source.weight
+                        target.bias.copy_(source.bias)
+    return generator
+
+
+def test_a_subset_of_the_blocks_is_cut_exactly_when_the_rest_repeat_it():
+    teacher = _one_block_thrice(seed=7)
+    torch.manual_seed(8)
+    mels = [torch.randn(N_MELS, 12) for _ in range(3)]
+    student = prune_hifigan(teacher, 16, mels, refit=False, resblock_kernel_sizes=(3,))
+    assert list(student.config.resblock_kernel_sizes) == [3]
+    assert [list(d) for d in student.config.resblock_dilation_sizes] == [[1, 3, 5]]
+    assert len(student.resblocks) == len(teacher.ups)
+    with torch.no_grad():
+        for mel in mels:
+            assert torch.allclose(student(mel), teacher(mel), atol=1e-5)
+
+
+def test_refitting_makes_up_for_the_blocks_left_out():
+    teacher = _generator(16, seed=9)
+    torch.manual_seed(10)
+    mels = [torch.randn(N_MELS, 12) for _ in range(3)]
+    with torch.no_grad():
+        target = torch.stack([teacher(mel) for mel in mels])
+        sliced, refitted = [(torch.stack([prune_hifigan(teacher, 16, mels, refit=refit, resblock_kernel_sizes=(3,))(mel)
+                                          for mel in mels]) - target).pow(2).mean() for refit in (False, True)]
+    assert sliced > 0.05 * target.pow(2).mean()  # the k = 3 blocks alone are another generator
+    assert refitted < 0.5 * sliced
+
+
+def test_the_whole_width_is_kept_when_only_blocks_are_cut(embedded):
+    _, wide, _, mels = embedded
+    student = prune_hifigan(wide, 32, mels, resblock_kernel_sizes=(7,))
+    assert student.config.upsample_initial_channel == 32 and list(student.config.resblock_kernel_sizes) == [7]
+
+
+@pytest.mark.parametrize("kernels", [(5,), (), (3, 3)], ids=["unknown", "none", "twice"])
+def test_blocks_it_does_not_have_are_refused(embedded, kernels):
+    with pytest.raises(ValueError, match=r"resblock_kernel_sizes must be distinct kernel sizes of the "
+                                         r"generator's residual blocks \[3, 7, 11\]"):
+        prune_hifigan(embedded[1], 16, embedded[3], resblock_kernel_sizes=kernels)
+
+
 @pytest.mark.parametrize("width, message", [(32, "narrower"), (8, "at least 16"), (24, "multiple of 16")])
 def test_a_width_it_cannot_cut_is_refused(embedded, width, message):
     _, wide, _, mels = embedded
@@ -204,9 +260,20 @@ def test_the_script_writes_a_narrower_generator(prune_script, teacher_and_mels, 
     assert "mel L1 to the input on 4 other mels: teacher" in capsys.readouterr().out
 
 
+def test_the_script_cuts_the_blocks_it_is_asked_to_keep(prune_script, teacher_and_mels, tmp_path, capsys):
+    teacher, mels = teacher_and_mels
+    out = tmp_path / "student"
+    assert prune_script.main([str(teacher), "--mels", str(mels), "--channels", "32", "--kernels", "3",
+                              "--out", str(out), "--count", "4", "--frames", "12"]) == 0
+    student = HiFiGANGenerator.from_pretrained(out)
+    assert student.config.upsample_initial_channel == 32 and list(student.config.resblock_kernel_sizes) == [3]
+    assert "residual kernels [3]" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("change, message", [
     ({"teacher": "src/melinterp/default_model/vocoder"}, "holds a VocosVocoder: only a HiFi-GAN generator can be cut"),
     ({"--channels": "24"}, "multiple of 16"),
+    ({"--kernels": "5"}, "distinct kernel sizes of the generator's residual blocks [3, 7, 11]"),
     ({"--count": "5"}, "holds 8 mels: --count 5 needs twice as many"),
     ({"--out": "a_file"}, "is a file, expected a folder"),
 ])

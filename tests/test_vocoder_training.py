@@ -170,22 +170,26 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 def test_the_shipped_vocoder_configs_parse_and_build(name):
     config = VocoderTrainingConfig.from_file(SHIPPED_CONFIGS / name)
     models = build_vocoder_models(config)
-    # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192 or 256 channels
-    # (prune_hifigan.py)
-    regression = ("vocoder_distil_regression.json", "vocoder_distil_regression_wide.json")
+    # the HiFi-GAN students, weight-normalised as the authors train: V2, and V1 cut to 192, 256 or 320 channels
+    # (prune_hifigan.py), the last with its kernel-3 residual blocks alone
+    regression = ("vocoder_distil_regression.json", "vocoder_distil_regression_wide.json",
+                  "vocoder_distil_regression_fast.json")
     students = {"vocoder_distil_v2.json": 128, "vocoder_distil_pruned.json": 192,
-                "vocoder_distil_regression.json": 192, "vocoder_distil_regression_wide.json": 256}
+                "vocoder_distil_regression.json": 192, "vocoder_distil_regression_wide.json": 256,
+                "vocoder_distil_regression_fast.json": 320}
     distillations = ("vocoder_distil.json", *students)
     assert isinstance(models["generator"], HiFiGANGenerator if name in students else VocosVocoder)
     if name in students:
         assert models["generator"].config.upsample_initial_channel == students[name] and config.model["weight_norm"]
+        kernels = [3] if name == "vocoder_distil_regression_fast.json" else [3, 7, 11]
+        assert list(models["generator"].config.resblock_kernel_sizes) == kernels
     spectral = (config.optim.ip_weight, config.optim.gd_weight, config.optim.ptd_weight, config.optim.magnitude_weight)
     assert (name in ("vocoder_phase.json", "vocoder_mixed.json", *distillations)) == any(w > 0 for w in spectral)
     assert (config.data.model_mel_fraction is not None) == (name == "vocoder_mixed.json")
     assert (config.data.teacher is not None) == (name in distillations)
     if config.data.teacher is not None:  # distillation on mels alone: no recordings but the validation ones
         assert config.data.train_filelist is None and len(config.data.model_mels) == 2
-    # runs 10 and 11 alone train without discriminators, on the STFT terms at three framings
+    # runs 10, 11 and 12 alone train without discriminators, on the STFT terms at three framings
     assert config.optim.adversarial == (name not in regression)
     assert (config.optim.spectral_resolutions is not None) == (name in regression)
 

@@ -33,8 +33,9 @@ Sections (``--sections``, default all), each printed as a markdown table and sav
 
 - ``vocoder``: real-time factor of the vocoders alone on the log-mel of ``--ref1`` (cropped or tiled to 2.5 s, a
   batch of ``--batch``): the model's own vocoder and Griffin-Lim, and with ``--vocoder-architectures`` randomly
-  initialised Vocos (the bundled size), HiFi-GAN V1, V2 and V3, and V1 narrowed to the students' widths (192 and
-  256 channels; speed does not depend on the weights: this is how the architecture was chosen); ``--dtype
+  initialised Vocos (the bundled size), HiFi-GAN V1, V2 and V3, and V1 cut to the students' layouts
+  (`STUDENT_LAYOUTS`: 192 and 256 channels, and 320 with the kernel-3 residual blocks alone; speed does not depend
+  on the weights: this is how the architecture was chosen); ``--dtype
   bfloat16`` times them all in bfloat16, which nearly halves a HiFi-GAN's time on a CPU with bfloat16
   instructions. Interleaved repeats, median. Alone (``--sections vocoder``) it loads only the model's vocoder
   folder, not the pipeline (no phonemiser needed: a GPU machine can run it bare).
@@ -539,8 +540,14 @@ def section_scheduler(bench: Bench, quick: bool) -> dict:
 
 
 VOCODER_SECONDS = 2.5  # length of the mel the vocoder section times
-#: widths of the V1 students distilled from the official V1 (examples/training/prune_hifigan.py), timed beside it
-STUDENT_CHANNELS = (192, 256)
+#: the layouts of the V1 students distilled from the official V1 (examples/training/prune_hifigan.py), timed beside
+#: it: cut to 192 or 256 channels, and to 320 with the kernel-3 residual block of each stage alone (--kernels 3)
+STUDENT_LAYOUTS = {
+    "V1 at 192 channels": {"upsample_initial_channel": 192},
+    "V1 at 256 channels": {"upsample_initial_channel": 256},
+    "V1 at 320 channels, kernel-3 blocks": {"upsample_initial_channel": 320, "resblock_kernel_sizes": [3],
+                                            "resblock_dilation_sizes": [[1, 3, 5]]},
+}
 
 
 def load_vocoder(model: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -576,9 +583,9 @@ def section_vocoder(model_vocoder: torch.nn.Module, args, repeats: int) -> dict:
         for preset in ("v1", "v2", "v3"):
             generator = HiFiGANGenerator.from_preset(preset).to(device, dtype)
             vocoders[f"HiFi-GAN {preset.upper()} (random)"] = generator.eval()
-        for channels in STUDENT_CHANNELS:
-            generator = HiFiGANGenerator.from_preset("v1", upsample_initial_channel=channels).to(device, dtype)
-            vocoders[f"HiFi-GAN V1 at {channels} channels (random)"] = generator.eval()
+        for layout, settings in STUDENT_LAYOUTS.items():
+            generator = HiFiGANGenerator.from_preset("v1", **settings).to(device, dtype)
+            vocoders[f"HiFi-GAN {layout} (random)"] = generator.eval()
     mel = vocoder_mel(args.ref1, args.batch, device, dtype)
     seconds_of_audio = args.batch * mel.shape[-1] * 256 / 22050
     timings = {name: [] for name in vocoders}

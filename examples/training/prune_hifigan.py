@@ -3,6 +3,8 @@
     melinterp convert-hifigan generator_universal.pth.tar hifigan_universal
     python examples/training/prune_hifigan.py hifigan_universal --mels corpus-voc/own_mels.safetensors \
         --channels 192 --out runs/v1-pruned-192
+    python examples/training/prune_hifigan.py hifigan_universal --mels corpus-voc/own_mels.safetensors \
+        --channels 320 --kernels 3 --out runs/v1-pruned-320-k3   # the fast student: the k = 3 blocks alone
     melinterp train-vocoder --config examples/configs/vocoder_distil_pruned.json --init-from runs/v1-pruned-192 ...
 
 The channels are ranked and the convolutions refitted on ``--count`` calibration mels (the first ``--frames`` frames
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mels", type=Path, required=True, help="a `melinterp vocoder-mels` .safetensors file")
     parser.add_argument("--channels", type=int, required=True, help="the student's upsample_initial_channel")
     parser.add_argument("--out", type=Path, required=True, help="the student's vocoder folder")
+    parser.add_argument("--kernels", type=positive, nargs="+", default=None,
+                        help="keep only the residual blocks of these kernel sizes in each stage (default: all; "
+                             "V1's 3 alone is the fast student)")
     parser.add_argument("--count", type=positive, default=30, help="calibration mels (and as many to score on)")
     parser.add_argument("--frames", type=positive, default=100, help="frames of each calibration mel")
     args = parser.parse_args(argv)
@@ -67,14 +72,15 @@ def main(argv=None) -> int:
         stride = len(mels) // (2 * args.count)
         calibration = [mel[:, :args.frames] for mel in mels[::2 * stride][:args.count]]
         scoring = mels[stride::2 * stride][:args.count]
-        student = prune_hifigan(teacher, args.channels, calibration)
+        student = prune_hifigan(teacher, args.channels, calibration, resblock_kernel_sizes=args.kernels)
         with atomic_directory(args.out) as folder:  # a failure leaves no half-written folder
             student.save_pretrained(folder)
     except (OSError, ValueError) as error:
         print(f"prune_hifigan.py: error: {error}", file=sys.stderr)
         return 1
     size = sum(p.numel() for p in student.parameters())
-    print(f"wrote {args.out} ({size / 1e6:.2f} M parameters, upsample_initial_channel {args.channels})")
+    print(f"wrote {args.out} ({size / 1e6:.2f} M parameters, upsample_initial_channel {args.channels}, "
+          f"residual kernels {list(student.config.resblock_kernel_sizes)})")
     print(f"mel L1 to the input on {len(scoring)} other mels: teacher {mel_l1(teacher, scoring):.3f}, "
           f"pruned {mel_l1(student, scoring):.3f}")
     return 0
