@@ -193,10 +193,10 @@ def _refit(student: HiFiGANGenerator, teacher: HiFiGANGenerator, keep: list[torc
         return hook
 
     handles = [teacher.ups[i].register_forward_hook(capture(f"ups.{i}", keep[i + 1])) for i in range(len(keep) - 1)]
-    for index, block in enumerate(teacher.resblocks):
+    for index in origin:  # the teacher's blocks the student keeps: the others' outputs would never be read
         channels = keep[index // teacher.num_kernels + 1]
         handles += [conv.register_forward_hook(capture(f"resblocks.{index}.{name}", channels))
-                    for name, conv in block.named_modules() if isinstance(conv, torch.nn.Conv1d)]
+                    for name, conv in teacher.resblocks[index].named_modules() if isinstance(conv, torch.nn.Conv1d)]
     handles.append(teacher.conv_post.register_forward_hook(capture("conv_post", slice(None))))
     try:
         with torch.no_grad():
